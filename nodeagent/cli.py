@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
-import re
 import sys
 
 import grpc
 
 from nodeagent import __version__
 from nodeagent.cri.client import DEFAULT_REQUEST_TIMEOUT, CRIClient
+from nodeagent.config import ConfigError, build_config, load_config_file, parse_duration
 from nodeagent.cri.errors import CRIError
 from nodeagent.logsetup import FORMATS, configure_logging
 
@@ -19,14 +19,10 @@ DEFAULT_RUNTIME_ENDPOINT = "unix:///run/containerd/containerd.sock"  # kubelet v
 
 
 def _duration(text: str) -> float:
-    """Kubelet-style durations: 2m, 30s, 1m30s, 500ms, or plain seconds."""
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 2m, 30s, 1m30s)")
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    return sum(float(n) * scale[u] for n, u in parts)
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +42,81 @@ def build_parser() -> argparse.ArgumentParser:
                               f"{DEFAULT_RUNTIME_ENDPOINT}")
     version.add_argument("--runtime-request-timeout", type=_duration, default="10s",
                          help="how long to wait for the runtime (default 10s)")
+
+    run = sub.add_parser(
+        "run", help="run the agent (kubelet flags; pods from --pod-manifest-path)",
+        description="Run the node agent. Flags override the --config file, as the kubelet's do.")
+    run.add_argument("--config", metavar="FILE",
+                     help="KubeletConfiguration (kubelet.config.k8s.io/v1beta1) file")
+    run.add_argument("--container-runtime-endpoint", metavar="ENDPOINT",
+                     help=f"CRI runtime socket (default {DEFAULT_RUNTIME_ENDPOINT})")
+    run.add_argument("--image-service-endpoint", metavar="ENDPOINT",
+                     help="CRI image service socket (default: the runtime endpoint)")
+    run.add_argument("--pod-manifest-path", dest="static_pod_path", metavar="DIR",
+                     help="directory of static pod manifests (staticPodPath)")
+    run.add_argument("--root-dir", metavar="DIR", help="agent state: pod volumes (default /var/lib/kubelet)")
+    run.add_argument("--pod-logs-dir", metavar="DIR", help="pod log root (podLogsDir, default /var/log/pods)")
+    run.add_argument("--hostname-override", metavar="NAME", help="node name instead of the hostname")
+    run.add_argument("--node-ip", metavar="IP", help="node IP (default: the default route's address)")
+    run.add_argument("--max-pods", type=int, metavar="N", help="pods this node admits (default 110)")
+    run.add_argument("--cgroup-root", metavar="PATH", help="root of the pod cgroups (default /)")
+    run.add_argument("--address", metavar="IP", help="read-only API bind address (default 127.0.0.1)")
+    run.add_argument("--read-only-port", type=int, metavar="PORT", help="read-only API port; 0 disables (default 10255)")
+    run.add_argument("--healthz-bind-address", metavar="IP", help="healthz bind address (default 127.0.0.1)")
+    run.add_argument("--healthz-port", type=int, metavar="PORT", help="healthz port; 0 disables (default 10248)")
+    run.add_argument("--runtime-request-timeout", type=_duration, metavar="DURATION",
+                     help="deadline of CRI calls (default 2m)")
+    run.add_argument("--sync-frequency", type=_duration, metavar="DURATION",
+                     help="periodic resync of every pod (default 1m)")
+    run.add_argument("--file-check-frequency", type=_duration, metavar="DURATION",
+                     help="rescan of the manifest directory besides inotify (default 20s)")
+
+    pods = sub.add_parser("pods", help="list the agent's pods (from its read-only API)")
+    pods.add_argument("--server", default="http://127.0.0.1:10255", metavar="URL",
+                      help="the agent's read-only API (default http://127.0.0.1:10255)")
     return parser
+
+
+_RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_pod_path", "root_dir",
+              "pod_logs_dir", "hostname_override", "node_ip", "max_pods", "cgroup_root", "address",
+              "read_only_port", "healthz_bind_address", "healthz_port", "runtime_request_timeout",
+              "sync_frequency", "file_check_frequency")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nodeagent.agent import run_agent  # the agent's imports are not needed by other commands
+
+    try:
+        file_values = load_config_file(args.config) if args.config else {}
+        config = build_config(file_values, {k: getattr(args, k) for k in _RUN_FLAGS})
+    except ConfigError as exc:
+        print(f"nodeagent: error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(run_agent(config))
+    return 0
+
+
+def cmd_pods(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+    from datetime import datetime, timezone
+
+    from nodeagent.podtable import format_pod_table
+
+    base = args.server.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base}/pods", timeout=10) as resp:
+            pods = json.load(resp).get("items", [])
+        with urllib.request.urlopen(f"{base}/nodeagent/manifests", timeout=10) as resp:
+            errors = [e["error"] for e in json.load(resp).get("errors", [])]
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"nodeagent: error: cannot read pods from {base}: {reason} "
+              "(is `nodeagent run` running with --read-only-port?)", file=sys.stderr)
+        return 1
+    print(format_pod_table(pods, datetime.now(timezone.utc), errors), end="")
+    return 0
 
 
 async def _runtime_version(endpoint: str, timeout: float) -> str:
@@ -72,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"version": cmd_version}[args.command](args)
+        return {"version": cmd_version, "run": cmd_run, "pods": cmd_pods}[args.command](args)
     except CRIError as exc:
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 1

@@ -54,3 +54,16 @@ async def sandboxes(cri: CRIClient) -> AsyncIterator[list[str]]:
 @pytest.fixture
 def pod_uid() -> str:
     return str(uuid.uuid4())
+
+
+@pytest.fixture
+def agent(devenv: DevEnv, tmp_path) -> Iterator["AgentProcess"]:
+    """A running `nodeagent run` with its own manifest dir, root and log dirs.
+    Afterwards: agent stopped, every pod removed, no cgroup or mount left."""
+    from tests.agentproc import AgentProcess
+
+    proc = AgentProcess(devenv, tmp_path)
+    proc.start()
+    yield proc
+    proc.stop()
+    devenv.reset(tmp_path)

@@ -123,6 +123,20 @@ class DevEnv:
             self.registry.stop()
         self._sweep()
 
+    def reset(self, workdir: Path | None = None) -> None:
+        """Between tests: no pods in the runtime, no pod cgroups, no mounts
+        left under `workdir` (an agent's root dir holds tmpfs emptyDirs)."""
+        run_coroutine(lambda: remove_all_pods(self.endpoint))
+        if workdir is not None:
+            prefix = str(workdir.resolve())
+            with open("/proc/self/mountinfo") as f:
+                points = [line.split()[4] for line in f]
+            for mount in sorted((p for p in points if p.startswith(prefix + "/")), key=len, reverse=True):
+                subprocess.run(["umount", "-l", mount], capture_output=True)
+        for cgroup in self._own_cgroups():
+            for child in [p for p in cgroup.iterdir() if p.is_dir()]:
+                _rmdir_tree(child)
+
     def __enter__(self) -> DevEnv:
         return self.up()
 

@@ -1,0 +1,128 @@
+"""Agent configuration: KubeletConfiguration (kubelet.config.k8s.io/v1beta1)
+fields from `--config`, overridden by kubelet-named flags, as the kubelet does.
+
+Only the fields nodeagent implements are accepted; an unknown field is
+refused by name rather than silently ignored, so a copied kubelet config
+never does less than its author thinks.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+API_VERSION = "kubelet.config.k8s.io/v1beta1"
+KIND = "KubeletConfiguration"
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message names the file or flag and the field."""
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Go durations as the kubelet accepts them: 2m, 30s, 1m30s, 500ms, 1h."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    if not isinstance(text, str):
+        raise ConfigError(f"invalid duration {text!r}")
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ConfigError(f"invalid duration {text!r} (examples: 2m, 30s, 1m30s)")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+@dataclass
+class AgentConfig:
+    # KubeletConfiguration fields (camelCase in the file).
+    static_pod_path: str = ""
+    pod_logs_dir: str = "/var/log/pods"
+    address: str = "127.0.0.1"  # read-only port bind address (kubelet: 0.0.0.0)
+    read_only_port: int = 10255
+    healthz_bind_address: str = "127.0.0.1"
+    healthz_port: int = 10248
+    max_pods: int = 110
+    cgroup_root: str = "/"
+    container_runtime_endpoint: str = "unix:///run/containerd/containerd.sock"
+    image_service_endpoint: str = ""
+    runtime_request_timeout: float = 120.0
+    sync_frequency: float = 60.0
+    file_check_frequency: float = 20.0
+    serialize_image_pulls: bool = True
+    # Flag-only settings (kubelet has no config field for these).
+    root_dir: str = "/var/lib/kubelet"
+    hostname_override: str = ""
+    node_ip: str = ""
+
+    @property
+    def node_name(self) -> str:
+        """kubelet: --hostname-override or the hostname, lowercased."""
+        return (self.hostname_override or socket.gethostname()).strip().lower()
+
+
+_FILE_FIELDS = {
+    "staticPodPath": "static_pod_path", "podLogsDir": "pod_logs_dir", "address": "address",
+    "readOnlyPort": "read_only_port", "healthzBindAddress": "healthz_bind_address",
+    "healthzPort": "healthz_port", "maxPods": "max_pods", "cgroupRoot": "cgroup_root",
+    "containerRuntimeEndpoint": "container_runtime_endpoint",
+    "imageServiceEndpoint": "image_service_endpoint",
+    "runtimeRequestTimeout": "runtime_request_timeout", "syncFrequency": "sync_frequency",
+    "fileCheckFrequency": "file_check_frequency", "serializeImagePulls": "serialize_image_pulls",
+}
+_DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency"}
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a KubeletConfiguration file into AgentConfig field values."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config {path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a {KIND} object")
+    if data.get("apiVersion") != API_VERSION or data.get("kind") != KIND:
+        raise ConfigError(f"--config {path}: apiVersion/kind must be {API_VERSION}/{KIND}, "
+                          f"not {data.get('apiVersion')!r}/{data.get('kind')!r}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("apiVersion", "kind"):
+            continue
+        name = _FILE_FIELDS.get(key)
+        if name is None:
+            raise ConfigError(f"--config {path}: field {key!r} is not supported by nodeagent "
+                              f"(supported: {', '.join(sorted(_FILE_FIELDS))})")
+        values[name] = value
+    return values
+
+
+def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> AgentConfig:
+    """Defaults < config file < flags; each value checked for its type."""
+    merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    config = AgentConfig()
+    types = {f.name: type(getattr(config, f.name)) for f in fields(AgentConfig)}
+    for name, value in merged.items():
+        if name in _DURATIONS:
+            value = parse_duration(value)
+        elif types[name] is bool and not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        elif types[name] is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        elif types[name] is str and not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        setattr(config, name, value)
+    for port in ("read_only_port", "healthz_port"):
+        if not 0 <= getattr(config, port) <= 65535:
+            raise ConfigError(f"{port}: {getattr(config, port)} is not a port (0 disables)")
+    if config.max_pods < 1:
+        raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
+    return config

@@ -1,0 +1,81 @@
+"""Making a container's image present, by its pull policy (kubelet image manager).
+
+ImageStatus first; PullImage only when the policy asks for it. Pulls are
+serialised (kubelet `serializeImagePulls: true`) and failures back off per
+(pod, image) from 10 s to 300 s, reported as ErrImagePull and then
+ImagePullBackOff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+
+from nodeagent.cri.client import CRIClient
+from nodeagent.cri.errors import CRIError, RuntimeUnavailable
+from nodeagent.cri.pb import api_pb2 as pb
+from nodeagent.pods.backoff import ImageBackoff
+
+log = structlog.get_logger("nodeagent.oci")
+
+
+class ImageError(Exception):
+    """The image is not usable now; `reason` is the container's waiting reason."""
+
+    def __init__(self, reason: str, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class EnsuredImage:
+    ref: str  # the runtime's image id, given to CreateContainer
+    uid: int | None  # numeric user the image runs as, if numeric
+    username: str
+
+
+class ImagePuller:
+    def __init__(self, cri: CRIClient, *, serialize: bool = True) -> None:
+        self.cri = cri
+        self.backoff = ImageBackoff()
+        self._lock = asyncio.Semaphore(1 if serialize else 1 << 16)
+
+    async def ensure(self, pod_uid: str, image: str, policy: str,
+                     sandbox_config: pb.PodSandboxConfig | None = None) -> EnsuredImage:
+        present = await self.cri.image_status(image)
+        if policy == "Never":
+            if present is None:
+                raise ImageError("ErrImageNeverPull",
+                                 f'Container image "{image}" is not present with pull policy of Never',
+                                 retry_after=10.0)
+            return _ensured(present)
+        if policy != "Always" and present is not None:
+            return _ensured(present)
+        key = f"{pod_uid}/{image}"
+        wait = self.backoff.remaining(key)
+        if wait > 0:
+            raise ImageError("ImagePullBackOff", f'Back-off pulling image "{image}"', retry_after=wait)
+        async with self._lock:
+            try:
+                ref = await self.cri.pull_image(image, sandbox_config=sandbox_config)
+            except RuntimeUnavailable:
+                raise
+            except CRIError as exc:
+                delay = self.backoff.failed(key)
+                log.warning("image pull failed", image=image, error=exc.details or str(exc),
+                            backoff=delay)
+                raise ImageError("ErrImagePull",
+                                 f'Failed to pull image "{image}": {exc.details or exc}',
+                                 retry_after=delay) from None
+        self.backoff.succeeded(key)
+        pulled = await self.cri.image_status(ref)
+        return _ensured(pulled) if pulled is not None else EnsuredImage(ref, None, "")
+
+
+def _ensured(image: pb.Image) -> EnsuredImage:
+    uid = image.uid.value if image.HasField("uid") else None
+    return EnsuredImage(image.id, uid, image.username)

@@ -1,0 +1,169 @@
+"""The desired set of pods, one worker each, and the runtime's orphans.
+
+Pod sources report their full set; the manager starts workers for new pods,
+asks workers of vanished pods to terminate, and (once every source has
+reported) removes runtime pods nobody wants any more (housekeeping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterable
+
+import structlog
+
+from nodeagent.api.types import Pod, PodStatus
+from nodeagent.cri.errors import CRIError, NotFoundError
+from nodeagent.cri.pb import api_pb2 as pb
+from nodeagent.pods import volumes
+from nodeagent.pods.observe import POD_UID_LABEL
+from nodeagent.pods.worker import PodWorker, WorkerDeps
+
+log = structlog.get_logger("nodeagent.pods")
+
+HOUSEKEEPING_PERIOD = 2.0  # kubelet housekeepingPeriod
+
+
+class PodManager:
+    def __init__(self, deps: WorkerDeps, *, max_pods: int = 110,
+                 sources: Iterable[str] = ("file",)) -> None:
+        self.deps = deps
+        self.max_pods = max_pods
+        self.pods: dict[str, Pod] = {}  # uid -> desired pod
+        self.workers: dict[str, PodWorker] = {}  # includes terminating ones
+        self.statuses: dict[str, PodStatus] = {}
+        self.rejected: dict[str, PodStatus] = {}
+        self._pending_sources = set(sources)
+        self._by_source: dict[str, set[str]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        deps.on_status = self._on_status
+
+    @property
+    def sources_ready(self) -> bool:
+        return not self._pending_sources
+
+    # -- desired state --------------------------------------------------------
+
+    def set_pods(self, source: str, pods: list[Pod]) -> None:
+        """A source's complete current set (kubelet config SET operation)."""
+        wanted = {p.metadata.uid: p for p in pods}
+        previous = self._by_source.get(source, set())
+        self._by_source[source] = set(wanted)
+        self._pending_sources.discard(source)
+        for uid in previous - set(wanted):
+            self._remove(uid)
+        for uid, pod in wanted.items():
+            if uid in self.pods:
+                self.pods[uid] = pod
+                if uid in self.workers:
+                    self.workers[uid].update(pod)
+            else:
+                self._add(pod)
+
+    def _add(self, pod: Pod) -> None:
+        uid = pod.metadata.uid
+        self.pods[uid] = pod
+        active = sum(1 for w in self.workers.values() if not w.terminating)
+        if active >= self.max_pods:
+            # kubelet admission: the pod is refused and stays Failed.
+            self.rejected[uid] = PodStatus(
+                phase="Failed", reason="OutOfpods",
+                message=f"Node didn't have enough resource: pods, requested: 1, "
+                        f"used: {active}, capacity: {self.max_pods}")
+            log.warning("pod rejected", pod=pod.full_name, reason="OutOfpods")
+            return
+        predecessor = next((w for w in self.workers.values()
+                            if w.terminating and w.pod.full_name == pod.full_name), None)
+        worker = PodWorker(pod, self.deps, predecessor=predecessor)
+        self.workers[uid] = worker
+        log.info("pod added", pod=pod.full_name, pod_uid=uid)
+        self._spawn(self._run_worker(worker))
+
+    def _remove(self, uid: str) -> None:
+        pod = self.pods.pop(uid, None)
+        self.rejected.pop(uid, None)
+        worker = self.workers.get(uid)
+        if worker is not None and not worker.terminating:
+            log.info("pod removed from source, terminating", pod=pod.full_name if pod else uid)
+            worker.terminate()
+
+    async def _run_worker(self, worker: PodWorker) -> None:
+        try:
+            await worker.run()
+        finally:
+            if self.workers.get(worker.uid) is worker:
+                del self.workers[worker.uid]
+            if worker.uid not in self.pods:
+                self.statuses.pop(worker.uid, None)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_status(self, uid: str, status: PodStatus) -> None:
+        if uid in self.pods:
+            self.statuses[uid] = status
+
+    def wake(self, uid: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.wake()
+
+    # -- views ------------------------------------------------------------------
+
+    def pods_with_status(self) -> list[Pod]:
+        """Desired pods with their latest status, as the local /pods serves them."""
+        result = []
+        for uid, pod in self.pods.items():
+            out = copy.copy(pod)
+            status = self.rejected.get(uid) or self.statuses.get(uid)
+            out.status = status if status is not None else PodStatus(phase="Pending")
+            result.append(out)
+        return result
+
+    # -- housekeeping ---------------------------------------------------------------
+
+    async def housekeeping(self, period: float = HOUSEKEEPING_PERIOD) -> None:
+        while True:
+            await asyncio.sleep(period)
+            if self.sources_ready:
+                try:
+                    await self.remove_orphans()
+                except CRIError as exc:
+                    log.warning("housekeeping failed", error=str(exc))
+
+    async def remove_orphans(self) -> None:
+        """Sandboxes of pods no source wants (e.g. removed while the agent was down)."""
+        cri = self.deps.cri
+        for sandbox in await cri.list_pod_sandbox():
+            uid = sandbox.labels.get(POD_UID_LABEL)
+            if not uid or uid in self.workers:
+                continue
+            log.info("removing orphaned pod", pod_uid=uid, sandbox=sandbox.id,
+                     pod=f"{sandbox.metadata.namespace}/{sandbox.metadata.name}")
+            containers = await cri.list_containers(pb.ContainerFilter(pod_sandbox_id=sandbox.id))
+            grace = 30
+            await asyncio.gather(*(self._stop(c.id, grace) for c in containers
+                                   if c.state != pb.ContainerState.CONTAINER_EXITED))
+            for step in (cri.stop_pod_sandbox, cri.remove_pod_sandbox):
+                try:
+                    await step(sandbox.id)
+                except NotFoundError:
+                    pass
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.deps.executor, volumes.cleanup_pod_dir,
+                                       self.deps.node.root_dir, uid)
+
+    async def _stop(self, container_id: str, grace: int) -> None:
+        try:
+            await self.deps.cri.stop_container(container_id, grace)
+        except NotFoundError:
+            pass
+
+    async def shutdown(self) -> None:
+        """Stop the workers, not the pods: like the kubelet, pods outlive the agent."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,136 @@
+"""What the runtime says about one pod, as typed values.
+
+The worker decides from this and only this (plus the spec), so an agent
+restart loses nothing: everything that matters is in CRI labels,
+annotations and states (kubelet.md 7.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from nodeagent.cri.client import CRIClient
+from nodeagent.cri.errors import NotFoundError
+from nodeagent.cri.pb import api_pb2 as pb
+
+POD_UID_LABEL = "io.kubernetes.pod.uid"
+POD_NAME_LABEL = "io.kubernetes.pod.name"
+POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
+HASH_ANNOTATION = "io.kubernetes.container.hash"
+RESTART_COUNT_ANNOTATION = "io.kubernetes.container.restartCount"
+GRACE_ANNOTATION = "io.kubernetes.pod.terminationGracePeriod"
+# The CrashLoopBackOff state carried by the container it delayed, so it
+# survives agent restarts: the delay that applies after this container
+# exits, and the exit time it counts from.
+BACKOFF_ANNOTATION = "nodeagent.io/restart-backoff-seconds"
+BACKOFF_SINCE_ANNOTATION = "nodeagent.io/restart-backoff-since"
+
+SANDBOX_READY = pb.PodSandboxState.SANDBOX_READY
+CREATED = pb.ContainerState.CONTAINER_CREATED
+RUNNING = pb.ContainerState.CONTAINER_RUNNING
+EXITED = pb.ContainerState.CONTAINER_EXITED
+UNKNOWN = pb.ContainerState.CONTAINER_UNKNOWN
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    id: str
+    attempt: int
+    ready: bool
+    created_at: int  # ns since the epoch
+    ips: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    sandbox_id: str
+    attempt: int
+    state: int  # pb.ContainerState
+    created_at: int
+    started_at: int
+    finished_at: int
+    exit_code: int
+    reason: str
+    message: str
+    image: str
+    image_ref: str
+    annotations: dict[str, str] = field(hash=False, compare=False)
+
+    @property
+    def running(self) -> bool:
+        return self.state == RUNNING
+
+    @property
+    def exited(self) -> bool:
+        return self.state == EXITED
+
+    @property
+    def spec_hash(self) -> str:
+        return self.annotations.get(HASH_ANNOTATION, "")
+
+    @property
+    def ran_seconds(self) -> float:
+        return max(0, self.finished_at - self.started_at) / 1e9 if self.started_at else 0.0
+
+
+@dataclass(frozen=True)
+class ObservedPod:
+    uid: str
+    sandboxes: tuple[SandboxInfo, ...]  # newest first
+    containers: tuple[ContainerInfo, ...]  # newest first
+
+    @property
+    def sandbox(self) -> SandboxInfo | None:
+        return self.sandboxes[0] if self.sandboxes else None
+
+    def instances(self, name: str) -> list[ContainerInfo]:
+        """All instances of a spec container, newest first, across sandboxes."""
+        return [c for c in self.containers if c.name == name]
+
+    def latest(self, name: str, sandbox_id: str | None = None) -> ContainerInfo | None:
+        for c in self.containers:
+            if c.name == name and (sandbox_id is None or c.sandbox_id == sandbox_id):
+                return c
+        return None
+
+    @property
+    def running_containers(self) -> list[ContainerInfo]:
+        return [c for c in self.containers if c.state in (RUNNING, CREATED, UNKNOWN)]
+
+
+async def observe_pod(cri: CRIClient, uid: str) -> ObservedPod:
+    selector = {POD_UID_LABEL: uid}
+    sandboxes, containers = await asyncio.gather(
+        cri.list_pod_sandbox(pb.PodSandboxFilter(label_selector=selector)),
+        cri.list_containers(pb.ContainerFilter(label_selector=selector)))
+    sandboxes.sort(key=lambda s: s.created_at, reverse=True)
+    sandbox_infos = []
+    for i, s in enumerate(sandboxes):
+        ips: tuple[str, ...] = ()
+        if i == 0 and s.state == SANDBOX_READY:
+            try:
+                net = (await cri.pod_sandbox_status(s.id)).status.network
+                ips = tuple(ip for ip in [net.ip, *(a.ip for a in net.additional_ips)] if ip)
+            except NotFoundError:
+                continue
+        sandbox_infos.append(SandboxInfo(s.id, s.metadata.attempt, s.state == SANDBOX_READY,
+                                         s.created_at, ips))
+    statuses = await asyncio.gather(*(_container_info(cri, c) for c in containers))
+    infos = sorted((s for s in statuses if s is not None), key=lambda c: c.created_at, reverse=True)
+    return ObservedPod(uid, tuple(sandbox_infos), tuple(infos))
+
+
+async def _container_info(cri: CRIClient, c: pb.Container) -> ContainerInfo | None:
+    try:
+        s = (await cri.container_status(c.id)).status
+    except NotFoundError:  # removed between list and status
+        return None
+    return ContainerInfo(
+        id=c.id, name=c.metadata.name, sandbox_id=c.pod_sandbox_id, attempt=c.metadata.attempt,
+        state=s.state, created_at=s.created_at, started_at=s.started_at,
+        finished_at=s.finished_at, exit_code=s.exit_code, reason=s.reason, message=s.message,
+        image=s.image.image, image_ref=s.image_ref, annotations=dict(s.annotations))

@@ -1,0 +1,61 @@
+"""Noticing runtime changes (the kubelet's PLEG) by relisting.
+
+containerd 1.6 has no GetContainerEvents, so the relister lists sandboxes
+and containers every `period` and wakes the worker of each pod whose
+objects appeared, vanished or changed state. At 100 ms (the kubelet relists
+every 1 s) an exit is noticed within ~100 ms for two cheap List calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from nodeagent.cri.client import CRIClient
+from nodeagent.cri.errors import CRIError
+from nodeagent.pods.observe import POD_UID_LABEL
+
+log = structlog.get_logger("nodeagent.pods")
+
+RELIST_THRESHOLD = 180.0  # kubelet genericPlegRelistThreshold: unhealthy after 3 min
+
+
+class Relister:
+    def __init__(self, cri: CRIClient, on_change: Callable[[str], None], period: float = 0.1) -> None:
+        self.cri = cri
+        self.on_change = on_change
+        self.period = period
+        self.last_relist = time.monotonic()
+        self._seen: dict[str, tuple[str, int]] = {}  # object id -> (pod uid, state)
+
+    def healthy(self) -> tuple[bool, str]:
+        age = time.monotonic() - self.last_relist
+        if age > RELIST_THRESHOLD:
+            return False, f"pleg was last seen active {age:.0f}s ago; threshold is {RELIST_THRESHOLD:.0f}s"
+        return True, ""
+
+    async def relist(self) -> None:
+        sandboxes, containers = await asyncio.gather(self.cri.list_pod_sandbox(),
+                                                     self.cri.list_containers())
+        current = {s.id: (s.labels.get(POD_UID_LABEL, ""), s.state) for s in sandboxes}
+        current.update({c.id: (c.labels.get(POD_UID_LABEL, ""), c.state) for c in containers})
+        changed = {uid for key, (uid, state) in current.items()
+                   if self._seen.get(key) != (uid, state)}
+        changed |= {uid for key, (uid, _) in self._seen.items() if key not in current}
+        self._seen = current
+        self.last_relist = time.monotonic()
+        for uid in changed:
+            if uid:
+                self.on_change(uid)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.relist()
+            except CRIError as exc:
+                log.warning("relist failed", error=str(exc))
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(self.period)

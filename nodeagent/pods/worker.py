@@ -1,0 +1,496 @@
+"""One worker per pod: the only place that decides what to do for that pod.
+
+Each sync compares the desired spec with what the runtime reports
+(`observe_pod`) and carries out the kubelet's computePodActions: sandbox,
+init containers in order (sidecars keep running), app containers with
+restart policy and CrashLoopBackOff, termination, and dead-container GC.
+Syncs of one pod are serialised; pods run in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from nodeagent.api.types import Container, Pod, PodStatus
+from nodeagent.cri.client import CRIClient
+from nodeagent.cri.errors import CRIError, NotFoundError, RuntimeUnavailable
+from nodeagent.oci.puller import ImageError, ImagePuller
+from nodeagent.pods import crispec, volumes
+from nodeagent.pods.backoff import crashloop_decision
+from nodeagent.pods.observe import (
+    CREATED, EXITED, RUNNING, UNKNOWN, ContainerInfo, ObservedPod, SandboxInfo, observe_pod,
+)
+from nodeagent.pods.status import (
+    FAILED, SUCCEEDED, Waiting, WorkerView, compute_phase, compute_status, container_status,
+    is_sidecar, rfc3339,
+)
+
+log = structlog.get_logger("nodeagent.pods")
+
+SYNC_ERROR_BACKOFF = 10.0  # kubelet backOffPeriod for failed syncs
+
+
+@dataclass
+class WorkerDeps:
+    """What a worker needs from the agent; shared by all workers."""
+    cri: CRIClient
+    images: ImagePuller
+    node: crispec.NodeContext
+    runtime_name: str
+    cgroup_root: str
+    on_status: Callable[[str, PodStatus], None]
+    resync_period: float = 60.0  # kubelet syncFrequency
+    executor: Any = None
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration.String for whole seconds: 10s, 1m20s, 5m0s."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m}m{s}s"
+
+
+def pod_desc(pod: Pod) -> str:
+    """kubelet format.Pod: name_namespace(uid)."""
+    return f"{pod.metadata.name}_{pod.metadata.namespace}({pod.metadata.uid})"
+
+
+def cgroup_parent(cgroup_root: str, pod: Pod) -> str:
+    """cgroupfs name of the pod's cgroup; QoS tiers come with the cgroups manager."""
+    return f"{cgroup_root.rstrip('/')}/kubepods/pod{pod.metadata.uid}"
+
+
+@dataclass
+class _Plan:
+    """What one sync decided about timing: when to look again."""
+    wake_in: float | None = None
+
+    def soon(self, seconds: float) -> None:
+        self.wake_in = seconds if self.wake_in is None else min(self.wake_in, seconds)
+
+
+class PodWorker:
+    def __init__(self, pod: Pod, deps: WorkerDeps, *, predecessor: PodWorker | None = None) -> None:
+        self.pod = pod
+        self.uid = pod.metadata.uid
+        self.deps = deps
+        self.view = WorkerView()
+        self.status: PodStatus | None = None
+        self.done = asyncio.Event()
+        self._predecessor = predecessor
+        self._wake = asyncio.Event()
+        self._terminating = False
+        self._grace_override: int | None = None
+        self._accepted_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._log = log.bind(pod=pod.full_name, pod_uid=self.uid)
+        self.syncs = 0
+
+    # -- control from the manager ---------------------------------------
+
+    def update(self, pod: Pod) -> None:
+        self.pod = pod
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def terminate(self, grace_seconds: int | None = None) -> None:
+        self._terminating = True
+        self._grace_override = grace_seconds
+        self.wake()
+
+    @property
+    def terminating(self) -> bool:
+        return self._terminating
+
+    async def run(self) -> None:
+        if self._predecessor is not None:  # same static pod name: let the old one go first
+            await self._predecessor.done.wait()
+        wait: float | None = 0.0
+        try:
+            while True:
+                if wait is None or wait > 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), wait or self.deps.resync_period)
+                    except TimeoutError:
+                        pass
+                self._wake.clear()
+                if self._terminating:
+                    await self._run_guarded(self._kill_pod)
+                    if self._terminated_cleanly:
+                        return
+                    wait = 1.0
+                    continue
+                wait = await self._run_guarded(self._sync)
+        finally:
+            self.done.set()
+
+    async def _run_guarded(self, step: Callable[[], Any]) -> float | None:
+        try:
+            return await step()
+        except RuntimeUnavailable as exc:
+            self._log.warning("container runtime unavailable; will retry", error=str(exc))
+            return 1.0
+        except Exception as exc:  # a bug or an unexpected runtime answer: never kill the agent
+            self._log.exception("pod sync failed", error=str(exc))
+            return SYNC_ERROR_BACKOFF
+
+    # -- sync -------------------------------------------------------------
+
+    async def _sync(self) -> float | None:
+        self.syncs += 1
+        pod = self.pod
+        plan = _Plan()
+        self.view.waiting = {}
+        observed = await observe_pod(self.deps.cri, self.uid)
+
+        if self.view.terminal_phase:
+            await self._stop_sandboxes(observed)
+            await self._publish(await observe_pod(self.deps.cri, self.uid))
+            return None
+
+        sandbox = observed.sandbox
+        if sandbox is None or not sandbox.ready:
+            if sandbox is not None and self._terminal_without_sandbox(observed):
+                self.view.terminal_phase = self._phase(observed)
+                await self._stop_containers(observed.running_containers, self._grace())
+                await self._publish(await observe_pod(self.deps.cri, self.uid))
+                return None
+            await self._stop_containers(observed.running_containers, self._grace())
+            sandbox = await self._create_sandbox(observed, plan)
+            if sandbox is None:
+                await self._publish(observed)
+                return plan.wake_in or SYNC_ERROR_BACKOFF
+            observed = await observe_pod(self.deps.cri, self.uid)
+            sandbox = observed.sandbox
+
+        assert sandbox is not None
+        mounts = await self._prepare_volumes(plan)
+        if mounts is not None:
+            if await self._sync_init_containers(observed, sandbox, mounts, plan):
+                await self._sync_app_containers(observed, sandbox, mounts, plan)
+
+        observed = await observe_pod(self.deps.cri, self.uid)
+        phase = self._phase(observed)
+        if phase in (SUCCEEDED, FAILED):
+            self.view.terminal_phase = phase
+            self._log.info("pod finished", phase=phase)
+            await self._stop_sandboxes(observed)
+            observed = await observe_pod(self.deps.cri, self.uid)
+        else:
+            await self._collect_garbage(observed)
+        await self._publish(observed)
+        return plan.wake_in
+
+    def _phase(self, observed: ObservedPod) -> str:
+        pod = self.pod
+        init = [container_status(c, observed, self.view, self.deps.runtime_name) for c in pod.spec.init_containers]
+        app = [container_status(c, observed, self.view, self.deps.runtime_name) for c in pod.spec.containers]
+        return compute_phase(pod, init, app, self.view)
+
+    def _terminal_without_sandbox(self, observed: ObservedPod) -> bool:
+        """kubelet computePodActions: a dead sandbox is not recreated for a pod
+        whose containers ran and that will not restart them."""
+        if not observed.containers:
+            return False
+        if self.pod.spec.restart_policy == "Never":
+            return True
+        return self._phase(observed) in (SUCCEEDED, FAILED)
+
+    async def _publish(self, observed: ObservedPod) -> None:
+        await self._read_termination_messages(observed)
+        first_sandbox = min((s.created_at for s in observed.sandboxes), default=0)
+        status = compute_status(
+            self.pod, observed, self.view, runtime=self.deps.runtime_name,
+            node_ips=self.deps.node.node_ips,
+            start_time=rfc3339(first_sandbox) or self._accepted_at,
+            previous=self.status, now=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self.status = status
+        self.deps.on_status(self.uid, status)
+
+    async def _read_termination_messages(self, observed: ObservedPod) -> None:
+        """kubelet getTerminationMessage: the file, or with FallbackToLogsOnError
+        and a failed exit, the tail of the log. Read once per exited container."""
+        specs = {c.name: c for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]}
+        for c in observed.containers:
+            if c.state != EXITED or c.id in self.view.messages or c.name not in specs:
+                continue
+            spec = specs[c.name]
+            path = volumes.termination_log_file(self.deps.node.root_dir, self.uid, c.name, c.attempt)
+            message = await self._blocking(volumes.read_termination_message, path)
+            if not message and spec.termination_message_policy == "FallbackToLogsOnError" and c.exit_code:
+                log_file = crispec.pod_log_dir(self.pod, self.deps.node) / c.name / f"{c.attempt}.log"
+                message = await self._blocking(read_log_tail, log_file)
+            self.view.messages[c.id] = message
+        live = {c.id for c in observed.containers}
+        for stale in [k for k in self.view.messages if k not in live]:
+            del self.view.messages[stale]
+
+    def _grace(self) -> int:
+        if self._grace_override is not None:
+            return self._grace_override
+        grace = self.pod.spec.termination_grace_period_seconds
+        return 30 if grace is None else grace
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.deps.executor, lambda: fn(*args, **kwargs))
+
+    # -- sandbox ----------------------------------------------------------
+
+    def _sandbox_config(self, attempt: int):  # -> pb.PodSandboxConfig
+        return crispec.sandbox_config(self.pod, self.deps.node, attempt=attempt,
+                                      cgroup_parent=cgroup_parent(self.deps.cgroup_root, self.pod))
+
+    async def _create_sandbox(self, observed: ObservedPod, plan: _Plan) -> SandboxInfo | None:
+        attempt = observed.sandbox.attempt + 1 if observed.sandbox else 0
+        config = self._sandbox_config(attempt)
+        await self._blocking(Path(config.log_directory).mkdir, parents=True, exist_ok=True)
+        try:
+            sandbox_id = await self.deps.cri.run_pod_sandbox(config)
+        except RuntimeUnavailable:
+            raise
+        except CRIError as exc:
+            self._log.warning("failed to create pod sandbox", error=exc.details or str(exc))
+            self.view.reason, self.view.message = "", ""
+            for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
+                self.view.waiting[c.name] = Waiting("ContainerCreating")
+            plan.soon(SYNC_ERROR_BACKOFF)
+            return None
+        self._log.info("pod sandbox started", sandbox=sandbox_id, attempt=attempt)
+        observed = await observe_pod(self.deps.cri, self.uid)
+        return observed.sandbox
+
+    async def _stop_sandboxes(self, observed: ObservedPod) -> None:
+        await self._stop_containers(observed.running_containers, self._grace())
+        for s in observed.sandboxes:
+            if s.ready:
+                await self._ignore_missing(self.deps.cri.stop_pod_sandbox(s.id))
+
+    @staticmethod
+    async def _ignore_missing(call: Any) -> None:
+        try:
+            await call
+        except NotFoundError:
+            pass
+
+    # -- volumes ----------------------------------------------------------
+
+    async def _prepare_volumes(self, plan: _Plan) -> dict[str, str] | None:
+        try:
+            return await self._blocking(
+                volumes.prepare_volumes, self.pod, self.deps.node.root_dir,
+                allocatable_memory_bytes=self.deps.node.allocatable_memory_bytes)
+        except volumes.VolumeError as exc:
+            # kubelet: the pod stays ContainerCreating (and a FailedMount event says why).
+            for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
+                self.view.waiting[c.name] = Waiting("ContainerCreating", str(exc))
+            self._log.warning("volume setup failed", error=str(exc))
+            plan.soon(SYNC_ERROR_BACKOFF)
+            return None
+
+    # -- containers ---------------------------------------------------------
+
+    async def _sync_init_containers(self, observed: ObservedPod, sandbox: SandboxInfo,
+                                    mounts: dict[str, str], plan: _Plan) -> bool:
+        """Returns True once every init container is done (sidecars: started)."""
+        apps_started = any(observed.latest(c.name, sandbox.id) for c in self.pod.spec.containers)
+        for c in self.pod.spec.init_containers:
+            latest = observed.latest(c.name, sandbox.id)
+            if is_sidecar(c):
+                if latest is not None and latest.state in (RUNNING, CREATED, UNKNOWN):
+                    if latest.state == CREATED:
+                        await self._ignore_missing(self.deps.cri.start_container(latest.id))
+                    continue
+                started = await self._restart_or_start(c, observed, sandbox, mounts, plan, latest)
+                if not started and not apps_started:
+                    return False
+                continue
+            if latest is None:
+                await self._start(c, observed, sandbox, mounts, plan, attempt=0)
+                return False
+            if latest.state in (RUNNING, CREATED, UNKNOWN):
+                if latest.state == CREATED:
+                    await self._ignore_missing(self.deps.cri.start_container(latest.id))
+                return False
+            if latest.exit_code == 0:
+                continue
+            if self.pod.spec.restart_policy == "Never":
+                self.view.terminal_phase = FAILED
+                return False
+            await self._restart_or_start(c, observed, sandbox, mounts, plan, latest)
+            return False
+        return True
+
+    async def _sync_app_containers(self, observed: ObservedPod, sandbox: SandboxInfo,
+                                   mounts: dict[str, str], plan: _Plan) -> None:
+        policy = self.pod.spec.restart_policy
+        for c in self.pod.spec.containers:
+            latest = observed.latest(c.name, sandbox.id)
+            if latest is None:
+                await self._start(c, observed, sandbox, mounts, plan)
+                continue
+            if latest.state in (RUNNING, CREATED, UNKNOWN):
+                if latest.spec_hash != crispec.container_hash(c):
+                    self._log.info("container definition changed, will be restarted", container=c.name)
+                    await self._stop_containers([latest], self._grace())
+                    await self._start(c, observed, sandbox, mounts, plan)
+                elif latest.state == CREATED:
+                    await self._ignore_missing(self.deps.cri.start_container(latest.id))
+                continue
+            if policy == "Always" or (policy == "OnFailure" and latest.exit_code != 0):
+                await self._restart_or_start(c, observed, sandbox, mounts, plan, latest)
+
+    async def _restart_or_start(self, c: Container, observed: ObservedPod, sandbox: SandboxInfo,
+                                mounts: dict[str, str], plan: _Plan,
+                                exited: ContainerInfo | None) -> bool:
+        annotations: dict[str, str] = {}
+        if exited is not None:
+            decision = crashloop_decision(exited)
+            if decision.wait > 0:
+                self.view.waiting[c.name] = Waiting(
+                    "CrashLoopBackOff",
+                    f"back-off {go_duration(decision.delay)} restarting failed "
+                    f"container={c.name} pod={pod_desc(self.pod)}")
+                plan.soon(decision.wait)
+                return False
+            annotations = decision.annotations
+        return await self._start(c, observed, sandbox, mounts, plan, annotations=annotations)
+
+    async def _start(self, c: Container, observed: ObservedPod, sandbox: SandboxInfo,
+                     mounts: dict[str, str], plan: _Plan, *, attempt: int | None = None,
+                     annotations: dict[str, str] | None = None) -> bool:
+        """kubelet startContainer: image, config, create, start."""
+        if attempt is None:
+            previous = observed.latest(c.name)
+            attempt = previous.attempt + 1 if previous else 0
+        cri = self.deps.cri
+        sandbox_config = self._sandbox_config(sandbox.attempt)
+        try:
+            image = await self.deps.images.ensure(self.uid, c.image, c.image_pull_policy, sandbox_config)
+        except ImageError as exc:
+            self.view.waiting[c.name] = Waiting(exc.reason, exc.message)
+            plan.soon(exc.retry_after)
+            return False
+        try:
+            crispec.verify_run_as_non_root(self.pod, c, image.uid, image.username)
+            termination_log = await self._blocking(
+                volumes.termination_log_path, self.deps.node.root_dir, self.uid, c.name, attempt)
+            config = crispec.container_config(
+                self.pod, c, self.deps.node, attempt=attempt, image_ref=image.ref,
+                sandbox_ip=sandbox.ips[0] if sandbox.ips else "", mounts=mounts,
+                termination_log=termination_log, backoff_annotations=annotations or {})
+        except (crispec.ConfigError, volumes.VolumeError) as exc:
+            self.view.waiting[c.name] = Waiting("CreateContainerConfigError", str(exc))
+            self._log.warning("container config error", container=c.name, error=str(exc))
+            plan.soon(SYNC_ERROR_BACKOFF)
+            return False
+        try:
+            container_id = await cri.create_container(sandbox.id, config, sandbox_config)
+        except RuntimeUnavailable:
+            raise
+        except CRIError as exc:
+            self.view.waiting[c.name] = Waiting("CreateContainerError", exc.details or str(exc))
+            self._log.warning("create container failed", container=c.name, error=exc.details)
+            plan.soon(SYNC_ERROR_BACKOFF)
+            return False
+        try:
+            await cri.start_container(container_id)
+        except RuntimeUnavailable:
+            raise
+        except CRIError as exc:
+            # The runtime records the failed start as an exit (StartError, 128);
+            # the next sync restarts it under CrashLoopBackOff.
+            self.view.waiting[c.name] = Waiting("RunContainerError", exc.details or str(exc))
+            self._log.warning("start container failed", container=c.name, error=exc.details)
+            plan.soon(0.1)
+            return False
+        self._log.info("container started", container=c.name, container_id=container_id,
+                       attempt=attempt)
+        return True
+
+    async def _stop_containers(self, containers: list[ContainerInfo], grace: int) -> None:
+        if containers:
+            await asyncio.gather(*(self._ignore_missing(self.deps.cri.stop_container(c.id, grace))
+                                   for c in containers))
+
+    # -- termination and garbage ---------------------------------------------
+
+    _terminated_cleanly = False
+
+    async def _kill_pod(self) -> None:
+        """Stop app containers with the grace period, then sidecars in reverse
+        order (kubelet 1.29+), then the sandbox; remove everything the pod owned."""
+        observed = await observe_pod(self.deps.cri, self.uid)
+        grace = self._grace()
+        deadline = time.monotonic() + grace
+        sidecars = [c.name for c in self.pod.spec.init_containers if is_sidecar(c)]
+        running = observed.running_containers
+        await self._stop_containers([c for c in running if c.name not in sidecars], grace)
+        for name in reversed(sidecars):
+            remaining = max(0, int(deadline - time.monotonic()))
+            await self._stop_containers([c for c in running if c.name == name], remaining)
+        for s in observed.sandboxes:
+            await self._ignore_missing(self.deps.cri.stop_pod_sandbox(s.id))
+            await self._ignore_missing(self.deps.cri.remove_pod_sandbox(s.id))
+        await self._blocking(volumes.cleanup_pod_dir, self.deps.node.root_dir, self.uid)
+        await self._blocking(_remove_tree, crispec.pod_log_dir(self.pod, self.deps.node))
+        self._terminated_cleanly = True
+        self._log.info("pod removed")
+
+    async def _collect_garbage(self, observed: ObservedPod) -> None:
+        """Keep the newest dead instance per container (kubelet
+        --maximum-dead-containers-per-container=1); drop old dead sandboxes."""
+        seen: set[str] = set()
+        for c in observed.containers:  # newest first
+            if c.state != EXITED:
+                continue
+            if c.name in seen:
+                await self._ignore_missing(self.deps.cri.remove_container(c.id))
+                # kubelet GC removes the container's log file with it.
+                log_file = crispec.pod_log_dir(self.pod, self.deps.node) / c.name / f"{c.attempt}.log"
+                await self._blocking(log_file.unlink, missing_ok=True)
+            seen.add(c.name)
+        # An old sandbox goes once it holds no container: removing it earlier
+        # would take the dead instance that carries the restart count.
+        current = observed.sandbox
+        for s in observed.sandboxes[1:]:
+            if current is not None and current.ready and not s.ready:
+                if not any(c.sandbox_id == s.id for c in observed.containers):
+                    await self._ignore_missing(self.deps.cri.remove_pod_sandbox(s.id))
+
+
+def read_log_tail(path: Path, lines: int = 80, limit: int = 2048) -> str:
+    """The last lines of a CRI-format log, content only (kubelet
+    readLastStringFromContainerLogs: 80 lines, at most 2048 bytes)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            raw = f.read().splitlines()[-lines:]
+    except FileNotFoundError:
+        return ""
+    out = []
+    for line in raw:
+        parts = line.split(b" ", 3)  # timestamp stream tag content
+        if len(parts) == 4:
+            out.append(parts[3] + (b"\n" if parts[2] == b"F" else b""))
+    return b"".join(out)[-limit:].decode(errors="replace")
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
