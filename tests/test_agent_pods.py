@@ -359,3 +359,31 @@ async def test_healthz(agent: AgentProcess) -> None:
     assert await asyncio.to_thread(get) == (200, "ok")
     assert (await asyncio.to_thread(agent.get_json, "/nodeagent/manifests"))["errors"] == []
     assert json.loads(json.dumps(await agent.pods())) == []
+
+
+async def test_malformed_corpus_refused_while_a_good_pod_runs(agent: AgentProcess, devenv: DevEnv) -> None:
+    """Every malformed manifest is refused with its own message, naming its file;
+    the good pod beside them runs, and the agent stays healthy."""
+    import shutil
+    from tests.test_manifests import BAD, EXPECTED
+
+    for path in BAD.iterdir():
+        shutil.copy(path, agent.manifests / path.name)
+    agent.write_manifest("good.yaml", pod_manifest("good", devenv.busybox, ["sleep", "3600"]))
+    await agent.wait_pod("good", running)
+    assert [p["metadata"]["name"] for p in await agent.pods()] == [f"good-{NODE_NAME}"]
+
+    report = await asyncio.to_thread(agent.get_json, "/nodeagent/manifests")
+    by_file: dict[str, list[str]] = {}
+    for error in report["errors"]:
+        by_file.setdefault(Path(error["file"]).name, []).append(error["error"])
+    assert set(by_file) == set(EXPECTED)
+    for name, expected in EXPECTED.items():
+        [message] = by_file[name]
+        assert name in message and expected in message, (name, message)
+
+    table = await asyncio.to_thread(_pods_table, agent)
+    assert "INVALID MANIFESTS:" in table
+    assert all(name in table for name in EXPECTED)
+    assert agent.process is not None and agent.process.poll() is None
+    assert "Traceback" not in agent.log_file.read_text()

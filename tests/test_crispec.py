@@ -568,8 +568,8 @@ def test_security_mapping(ctx: NodeContext) -> None:
     assert sc.run_as_user.value == 1234 and sc.run_as_group.value == 1000
     assert list(sc.supplemental_groups) == [2000, 5000]
     assert sc.readonly_rootfs and sc.no_new_privs
-    assert list(sc.capabilities.add_capabilities) == ["CAP_NET_ADMIN", "CAP_SYS_TIME"]
-    assert list(sc.capabilities.drop_capabilities) == ["CAP_ALL"]
+    assert list(sc.capabilities.add_capabilities) == ["NET_ADMIN", "cap_sys_time"]  # passed as given
+    assert list(sc.capabilities.drop_capabilities) == ["ALL"]
     assert sc.seccomp.profile_type == pb.SecurityProfile.RuntimeDefault
     allowed = make_container(security_context=SecurityContext(allow_privilege_escalation=True))
     assert not cconfig(make_pod(allowed), ctx).linux.security_context.no_new_privs

@@ -8,6 +8,7 @@ import pytest
 
 from nodeagent.api.manifest import (
     MAX_DOCUMENT_NODES,
+    MAX_FILE_NODES,
     MAX_FLOW_NESTING,
     MAX_MANIFEST_BYTES,
     ManifestError,
@@ -459,6 +460,16 @@ def test_maximal_deep_nesting_is_refused_quickly() -> None:
     (error,) = parse_manifest(data, "deep.yaml").errors
     assert error.message == (f"document nests too deeply (more than {MAX_FLOW_NESTING} "
                              "levels of [ and {)")
+
+
+def test_node_budget_stops_a_flood_of_documents_but_keeps_earlier_pods() -> None:
+    text = POD.format(name="first") + "---\n" * (MAX_FILE_NODES + 10)
+    result = parse_manifest(text, "flood.yaml")
+    assert [p.metadata.name for _, p in result.pods] == ["first"]
+    (error,) = result.errors
+    assert error.document > 1
+    assert error.message == (f"the file holds more than {MAX_FILE_NODES} YAML nodes; this "
+                             "document and any after it were not read")
 
 
 def test_nesting_within_the_limit_is_fine() -> None:

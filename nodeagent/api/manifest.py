@@ -11,23 +11,29 @@ static pod defined next to it.
 Unknown fields are warnings, not errors, like the API server's non-strict
 decoding. In static manifests `status` is dropped with a warning: the agent
 owns pod status, and a recorded `status.qosClass` would otherwise override
-the computed QoS class (GetPodQOS reads status first).
+the computed QoS class (GetPodQOS reads status first). YAML timestamps stay
+strings, as sigs.k8s.io/yaml leaves them.
 
-Hostile input is bounded: files over MAX_MANIFEST_BYTES are refused, YAML
-timestamps are kept as strings (as sigs.k8s.io/yaml does), and a document
-whose decoded tree (with YAML aliases expanded) exceeds MAX_DOCUMENT_NODES
-values is refused before it is walked, which defuses "billion laughs" files,
-and YAML nested deeper than MAX_FLOW_NESTING flow levels is refused before
-parsing (PyYAML's scanner is quadratic in that depth).
+Hostile or broken input must not hang or crash the agent, so work is bounded:
+  * files over MAX_MANIFEST_BYTES are refused unread;
+  * at most MAX_FILE_NODES YAML nodes are parsed per file (every document
+    counts one more), so neither huge mappings nor millions of "---" can
+    keep the (slow, pure-Python) parser busy for minutes;
+  * a document whose decoded tree, YAML aliases expanded, has more than
+    MAX_DOCUMENT_NODES values is refused before it is walked ("billion
+    laughs");
+  * flow nesting ([ / {) deeper than MAX_FLOW_NESTING is refused before
+    parsing, since PyYAML's scanner is quadratic in that depth, and deeper
+    block nesting ends in RecursionError: "document nests too deeply".
 The pure-Python YAML loader is used on purpose: libyaml's binding recurses
-in C and crashes the whole process on deeply nested input, while the Python
-one raises RecursionError, reported as "document nests too deeply".
+in C and crashes the whole process on deeply nested input.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,9 +45,11 @@ from nodeagent.api.types import Pod, PodStatus
 from nodeagent.api.validation import validate_pod, validate_static_pod
 
 MAX_MANIFEST_BYTES = 10 * 1024 * 1024
+# A typical pod is a few hundred nodes, so this allows hundreds of pods per
+# file while capping PyYAML (~45 µs a node) at a few seconds.
+MAX_FILE_NODES = 100_000
 MAX_DOCUMENT_NODES = 200_000
-# Real pods nest a dozen levels; PyYAML's scanner slows quadratically with
-# flow ([ / {) depth, so deeper text is refused before it is parsed.
+# Real pods nest a dozen levels deep.
 MAX_FLOW_NESTING = 100
 API_VERSION = "v1"
 POD_KIND = "Pod"
@@ -88,8 +96,32 @@ class _DocumentError(Exception):
         self.pod = pod
 
 
+class _BudgetExhausted(Exception):
+    """The file holds more YAML than MAX_FILE_NODES allows."""
+
+
+@dataclass
+class _Budget:
+    """YAML nodes the rest of this file may still parse."""
+
+    remaining: int = MAX_FILE_NODES
+
+    def spend(self, nodes: int = 1) -> None:
+        self.remaining -= nodes
+        if self.remaining < 0:
+            raise _BudgetExhausted
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that leaves timestamps as strings, as the API's YAML does."""
+    """SafeLoader that keeps timestamps as strings and charges every node."""
+
+    def __init__(self, stream: str, budget: _Budget) -> None:
+        super().__init__(stream)
+        self.budget = budget
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.budget.spend()
+        return super().compose_node(parent, index)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -120,10 +152,8 @@ def parse_manifest(data: str | bytes, source: str, *, static: bool = True) -> Ma
     for number, loaded in _documents(text):
         if isinstance(loaded, _DocumentError):
             result.errors.append(ManifestError(source, number, loaded.pod, loaded.message))
-            continue
-        if loaded is None:
-            continue  # empty document
-        _handle_document(loaded, number, source, static, result)
+        elif loaded is not None:  # None: an empty document
+            _handle_document(loaded, number, source, static, result)
     return result
 
 
@@ -132,12 +162,8 @@ def parse_manifest(data: str | bytes, source: str, *, static: bool = True) -> Ma
 
 def _documents(text: str) -> list[tuple[int, Any]]:
     """(document number, loaded data or _DocumentError) for each document."""
-    def yaml_docs() -> list[tuple[int, Any]]:
-        return [(number, _load_yaml(chunk, first_line))
-                for number, (first_line, chunk) in enumerate(_split_yaml(text), start=1)]
-
     if not text.lstrip().startswith(("{", "[")):
-        return yaml_docs()
+        return list(_yaml_documents(text))
     # Looks like JSON: parse it as JSON, for JSON's error positions. JSON is
     # YAML, so flow-style YAML such as {a: 1} still gets a YAML attempt.
     try:
@@ -149,47 +175,71 @@ def _documents(text: str) -> list[tuple[int, Any]]:
     except json.JSONDecodeError as exc:
         json_error = _DocumentError(
             f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}")
-    docs = yaml_docs()
+    docs = list(_yaml_documents(text))
     if len(docs) == 1 and isinstance(docs[0][1], _DocumentError) \
             and docs[0][1].message.startswith("YAML syntax error"):
         return [(1, json_error)]
     return docs
 
 
-def _split_yaml(text: str) -> list[tuple[int, str]]:
-    """(first line number, text) per YAML document, split on document markers.
+def _yaml_documents(text: str) -> Iterator[tuple[int, Any]]:
+    budget = _Budget()
+    for number, (first_line, chunk, has_content) in enumerate(_split_yaml(text), start=1):
+        try:
+            budget.spend()
+            yield number, (_load_yaml(chunk, first_line, budget) if has_content else None)
+        except _BudgetExhausted:
+            yield number, _DocumentError(
+                f"the file holds more than {MAX_FILE_NODES} YAML nodes; this document and "
+                f"any after it were not read")
+            return
 
-    Each document is parsed on its own so a syntax error in one cannot hide
-    the others (a YAML stream parser stops at its first error). A "---"
-    always starts a document (possibly empty); text before the first "---"
-    or after a "..." is one only if it holds more than blanks and comments.
+
+def _split_yaml(text: str) -> Iterator[tuple[int, str, bool]]:
+    """(first line number, text, has content) per YAML document, lazily.
+
+    Documents are split on their markers and parsed one by one so a syntax
+    error in one cannot hide the others (a YAML stream parser stops at its
+    first error). A "---" always starts a document (possibly empty); text
+    before the first "---" or after a "..." is one only if it holds more
+    than blanks and comments.
     """
-    chunks: list[tuple[int, list[str], bool]] = [(1, [], False)]
+    start, body, explicit = 1, [], False
     lines = text.split("\n")
     for lineno, line in enumerate(lines, start=1):
         if lineno < len(lines):
             line += "\n"
         marker = _DOC_MARKER.match(line)
-        if marker and marker.group(1) == "---":
-            chunks.append((lineno, [line], True))  # "--- {a: 1}" carries content
-        elif marker:
-            chunks.append((lineno + 1, [], False))  # "..." ends a document
+        if marker is None:
+            body.append(line)
+            continue
+        yield from _finished_chunk(start, body, explicit)
+        if marker.group(1) == "---":
+            start, body, explicit = lineno, [line], True  # "--- {a: 1}" carries content
         else:
-            chunks[-1][1].append(line)
-    return [(start, "".join(body)) for start, body, explicit in chunks
-            if explicit or _has_content("".join(body))]
+            start, body, explicit = lineno + 1, [], False  # "..." ends a document
+    yield from _finished_chunk(start, body, explicit)
+
+
+def _finished_chunk(start: int, body: list[str], explicit: bool) -> Iterator[tuple[int, str, bool]]:
+    chunk = "".join(body)
+    content = _has_content(chunk[3:] if explicit else chunk)
+    if explicit or content:
+        yield start, chunk, content
 
 
 def _has_content(chunk: str) -> bool:
     return any(line.strip() and not line.lstrip().startswith("#") for line in chunk.split("\n"))
 
 
-def _load_yaml(chunk: str, first_line: int) -> Any:
+def _load_yaml(chunk: str, first_line: int, budget: _Budget) -> Any:
+    """The document's data, or a _DocumentError saying why there is none."""
     if _flow_nesting_exceeds(chunk, MAX_FLOW_NESTING):
         return _DocumentError(f"document nests too deeply (more than {MAX_FLOW_NESTING} "
                               f"levels of [ and {{)")
+    loader = _Loader(chunk, budget)
     try:
-        return _checked(yaml.load(chunk, Loader=_Loader))  # noqa: S506 - a SafeLoader subclass
+        return _checked(loader.get_single_data())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = (f" at line {mark.line + first_line}, column {mark.column + 1}"
@@ -204,6 +254,8 @@ def _load_yaml(chunk: str, first_line: int) -> Any:
         return exc
     except RecursionError:
         return _DocumentError("document nests too deeply")
+    finally:
+        loader.dispose()
 
 
 def _flow_nesting_exceeds(chunk: str, limit: int) -> bool:

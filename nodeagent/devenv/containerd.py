@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ipaddress
 import json
 import os
 import signal
@@ -140,7 +141,8 @@ oom_score = 0
 
 def dev_cni_conflist(paths: ContainerdPaths, *, network: str, bridge: str, subnet: str) -> dict:
     """A minimal pod network from Debian's reference plugins, until nodeagent
-    ships its own plugin: no gateway (so no ip_forward change), no masquerade."""
+    ships its own plugin: the harness gives the bridge its address; the plugin
+    sets no gateway (so no ip_forward change) and no masquerade."""
     return {
         "cniVersion": "1.0.0",
         "name": network,
@@ -185,6 +187,7 @@ class Containerd:
             link = p.cni_bin / plugin
             if not link.exists():
                 link.symlink_to(src)
+        self._ensure_bridge()
         # The conf must exist before the first RunPodSandbox: without one,
         # containerd 1.6 leaves a NOTREADY sandbox that cannot be removed.
         conf = p.cni_conf / "10-nodeagent-dev.conflist"
@@ -192,6 +195,20 @@ class Containerd:
             p, network=self.network, bridge=self.bridge, subnet=self.subnet), indent=2))
         p.config.write_text(render_config(p, sandbox_image=self.sandbox_image,
                                           restrict_oom_score_adj=self.restrict_oom_score_adj))
+
+    def _ensure_bridge(self) -> None:
+        """The bridge with the subnet's first address, so the host reaches pod
+        IPs directly (no gateway for pods, no forwarding, no iptables)."""
+        if Path(f"/sys/class/net/{self.bridge}").exists():
+            return
+        network = ipaddress.ip_network(self.subnet)
+        for cmd in (["ip", "link", "add", "name", self.bridge, "type", "bridge"],
+                    ["ip", "addr", "add", f"{network.network_address + 1}/{network.prefixlen}",
+                     "dev", self.bridge],
+                    ["ip", "link", "set", self.bridge, "up"]):
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise HarnessError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
 
     def start(self, timeout: float = 30.0) -> None:
         self.prepare()

@@ -1,90 +1,118 @@
-"""The demo: a private containerd, one busybox pod through nodeagent.cri, its state.
+"""The demo: a private containerd and registry, `nodeagent run` with the
+example static pods from examples/, their status table, and the agent's URLs.
 
-Run with `hack/demo` (or `python -m nodeagent.devenv.demo [--keep]`).
+Run with `hack/demo` (or `python -m nodeagent.devenv.demo [--keep]`). The
+examples name `localhost:5000/...` images, so the demo registry listens there.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
+import shutil
 import signal
+import subprocess
 import sys
-import uuid
+import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from nodeagent.cri.client import CRIClient
-from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.devenv.containerd import HarnessError
 from nodeagent.devenv.env import DevEnv
-from nodeagent.devenv.podspecs import container_config, sandbox_config
+from nodeagent.devenv.registry import free_port
 from nodeagent.logsetup import configure_logging
 
-WEB_SCRIPT = ("mkdir -p /var/www && echo 'hello from nodeagent' > /var/www/index.html && "
-              "httpd -p 8080 -h /var/www && echo serving on :8080 && "
-              "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DEMO_REGISTRY_PORT = 5000
+NODE_NAME = "demo-node"
 
 
-def _state(value: int, enum: object) -> str:
-    return enum.Name(value).split("_", 1)[-1]  # CONTAINER_RUNNING -> RUNNING
+def _get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)
 
 
-async def run_demo(env: DevEnv, keep: bool) -> None:
-    async with CRIClient(env.endpoint) as cri:
-        version = await cri.wait_ready(10)
-        print(f"runtime   {version.runtime_name} {version.runtime_version} "
-              f"(CRI {version.runtime_api_version}) at {env.endpoint}")
-        if await cri.image_status(env.busybox) is None:
-            print(f"pulling   {env.busybox} from the local registry")
-            await cri.pull_image(env.busybox)
+def _wait_running(base_url: str, expected: int, timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    pods: list[dict] = []
+    while time.monotonic() < deadline:
+        try:
+            pods = _get(f"{base_url}/pods")["items"]  # type: ignore[index]
+        except (urllib.error.URLError, OSError):
+            pods = []
+        if len(pods) == expected and all(p["status"].get("phase") == "Running" for p in pods):
+            return pods
+        time.sleep(0.2)
+    raise HarnessError(f"the example pods did not all reach Running in {timeout:.0f}s: "
+                       + ", ".join(f"{p['metadata']['name']}={p['status'].get('phase')}" for p in pods))
 
-        config = sandbox_config(env, "demo-web", str(uuid.uuid4()), namespace="demo")
-        sandbox_id = await cri.run_pod_sandbox(config)
-        cid = await cri.create_container(sandbox_id, container_config(
-            config, "web", env.busybox, ["sh", "-c", WEB_SCRIPT],
-            resources=pb.LinuxContainerResources(cpu_shares=256,
-                                                 memory_limit_in_bytes=64 * 1024 * 1024)), config)
-        await cri.start_container(cid)
 
-        sandbox = (await cri.pod_sandbox_status(sandbox_id)).status
+def run_demo(env: DevEnv, workdir: Path, keep: bool) -> None:
+    manifests = workdir / "manifests"
+    manifests.mkdir()
+    for example in sorted(EXAMPLES.glob("*.yaml")):
+        shutil.copy(example, manifests / example.name)
+    read_only, healthz = free_port(), free_port()
+    base_url = f"http://127.0.0.1:{read_only}"
+    nodeagent = str(Path(sys.executable).with_name("nodeagent"))
+    log_path = workdir / "nodeagent.log"
+    with open(log_path, "wb") as log:
+        agent = subprocess.Popen(
+            [nodeagent, "run", "--container-runtime-endpoint", env.endpoint,
+             "--pod-manifest-path", str(manifests), "--root-dir", str(workdir / "root"),
+             "--pod-logs-dir", str(workdir / "logs"), "--hostname-override", NODE_NAME,
+             "--cgroup-root", env.cgroup_parent("demo"), "--read-only-port", str(read_only),
+             "--healthz-port", str(healthz)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        print(f"nodeagent started (pid {agent.pid}), static pods from {manifests}")
+        pods = _wait_running(base_url, expected=len(list(manifests.glob("*.yaml"))))
         print()
-        print(f"{'POD':<16} {'SANDBOX':<14} {'IP':<15} {'CONTAINER':<10} {'STATE':<8} IMAGE")
-        for c in await cri.list_containers(pb.ContainerFilter(pod_sandbox_id=sandbox_id)):
-            print(f"{sandbox.metadata.namespace + '/' + sandbox.metadata.name:<16} "
-                  f"{sandbox_id[:12]:<14} {sandbox.network.ip:<15} {c.metadata.name:<10} "
-                  f"{_state(c.state, pb.ContainerState):<8} {c.image.image}")
-        result = await cri.exec_sync(cid, ["wget", "-qO-", "http://127.0.0.1:8080/"], timeout=10)
-        print(f"\nexec      wget http://127.0.0.1:8080/ in the pod -> {result.stdout.decode().strip()!r}")
-        log_path = Path((await cri.container_status(cid)).status.log_path)
-        print(f"log       {log_path}")
-        for line in log_path.read_text().splitlines()[-3:]:
-            print(f"          {line}")
-
+        subprocess.run([nodeagent, "pods", "--server", base_url], check=True)
+        web = next(p for p in pods if p["metadata"]["name"].startswith("web-"))
+        with urllib.request.urlopen(f"http://{web['status']['podIP']}:8080/", timeout=5) as resp:
+            page = resp.read().decode().strip()
+        print(f"\nweb pod answers http://{web['status']['podIP']}:8080/ -> {page}")
+        print(f"\nhealthz   http://127.0.0.1:{healthz}/healthz")
+        print(f"pods      {base_url}/pods   (read-only API, v1 PodList)")
+        print(f"manifests {base_url}/nodeagent/manifests")
+        print(f"agent log {log_path}")
+        print(f"try       .venv/bin/nodeagent pods --server {base_url}")
         if keep:
-            print("\nkept running; press Ctrl-C to remove the pod and stop containerd")
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-        await cri.stop_pod_sandbox(sandbox_id)
-        await cri.remove_pod_sandbox(sandbox_id)
-        print("\npod removed")
+            print("\nkept running; edit or add manifests in the directory above; Ctrl-C to stop")
+            try:
+                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            except KeyboardInterrupt:
+                pass
+    finally:
+        agent.terminate()
+        try:
+            agent.wait(15)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        env.reset(workdir)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hack/demo", description=__doc__)
-    parser.add_argument("--keep", action="store_true", help="leave the pod running until Ctrl-C")
+    parser.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
     args = parser.parse_args(argv)
     configure_logging("text", 0)
-    env = DevEnv(name="demo")
+    if args.keep:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    env = DevEnv(name="demo", registry_port=DEMO_REGISTRY_PORT)
+    workdir = Path(tempfile.mkdtemp(prefix="nodeagent-demo-"))
     try:
         env.up()
-        asyncio.run(run_demo(env, args.keep))
-    except HarnessError as exc:
+        run_demo(env, workdir, args.keep)
+    except (HarnessError, subprocess.CalledProcessError, OSError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     finally:
         env.down()
+        shutil.rmtree(workdir, ignore_errors=True)
         leaks = env.leaks()
         print("environment removed" + (f"; LEFT BEHIND: {leaks}" if leaks else ", nothing left behind"))
     return 0

@@ -47,7 +47,7 @@ class PushedImage:
 
 class DevEnv:
     def __init__(self, base: Path | None = None, *, name: str = "dev",
-                 share_images_from: DevEnv | None = None) -> None:
+                 share_images_from: DevEnv | None = None, registry_port: int | None = None) -> None:
         self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix=f"na-{name}-"))
         self.base = self.base.resolve()
         digest = hashlib.sha256(str(self.base).encode()).hexdigest()
@@ -60,7 +60,8 @@ class DevEnv:
         # A second env (e.g. one whose containerd a test kills) reuses the
         # first one's registry and images instead of starting its own.
         self._owns_registry = share_images_from is None
-        self.registry = share_images_from.registry if share_images_from else Registry(self.base / "registry")
+        self.registry = (share_images_from.registry if share_images_from
+                         else Registry(self.base / "registry", registry_port))
         self.images: dict[str, PushedImage] = dict(share_images_from.images) if share_images_from else {}
         self.containerd: Containerd | None = None
         self._host_dirs_created = [d for d in HOST_DIRS if not d.exists()]

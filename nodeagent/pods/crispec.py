@@ -570,11 +570,6 @@ def _effective(pod: Pod, container: Container, attr: str) -> Any:
     return getattr(psc, attr) if psc is not None else None
 
 
-def _capability_name(name: str) -> str:
-    upper = name.upper()
-    return upper if upper.startswith("CAP_") else "CAP_" + upper
-
-
 def seccomp_profile(pod: Pod, container: Container, ctx: NodeContext) -> pb.SecurityProfile:
     """getSeccompProfile: container field, else pod field, else Unconfined (the kubelet's
     seccompDefault is off by default). Localhost profiles live under <root>/seccomp."""
@@ -611,8 +606,10 @@ def container_security_context(pod: Pod, container: Container,
         readonly_paths=() if unmasked else DEFAULT_READONLY_PATHS,
         seccomp=seccomp_profile(pod, container, ctx))
     if csc is not None and csc.capabilities is not None:
-        sc.capabilities.add_capabilities.extend(_capability_name(c) for c in csc.capabilities.add)
-        sc.capabilities.drop_capabilities.extend(_capability_name(c) for c in csc.capabilities.drop)
+        # As given, like the kubelet: runtimes add the CAP_ prefix themselves and
+        # recognise "ALL" only as the literal name.
+        sc.capabilities.add_capabilities.extend(csc.capabilities.add)
+        sc.capabilities.drop_capabilities.extend(csc.capabilities.drop)
     if (uid := effective_run_as_user(pod, container)) is not None:
         sc.run_as_user.value = uid
     if (gid := effective_run_as_group(pod, container)) is not None:

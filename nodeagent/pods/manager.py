@@ -17,7 +17,7 @@ from nodeagent.api.types import Pod, PodStatus
 from nodeagent.cri.errors import CRIError, NotFoundError
 from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.pods import volumes
-from nodeagent.pods.observe import POD_UID_LABEL
+from nodeagent.pods.observe import GRACE_ANNOTATION, POD_UID_LABEL
 from nodeagent.pods.worker import PodWorker, WorkerDeps
 
 log = structlog.get_logger("nodeagent.pods")
@@ -144,8 +144,9 @@ class PodManager:
             log.info("removing orphaned pod", pod_uid=uid, sandbox=sandbox.id,
                      pod=f"{sandbox.metadata.namespace}/{sandbox.metadata.name}")
             containers = await cri.list_containers(pb.ContainerFilter(pod_sandbox_id=sandbox.id))
-            grace = 30
-            await asyncio.gather(*(self._stop(c.id, grace) for c in containers
+            # The spec is gone; the grace period survives in the container's
+            # annotation (kubelet restoreSpecsFromContainerLabels).
+            await asyncio.gather(*(self._stop(c.id, _grace(c)) for c in containers
                                    if c.state != pb.ContainerState.CONTAINER_EXITED))
             for step in (cri.stop_pod_sandbox, cri.remove_pod_sandbox):
                 try:
@@ -167,3 +168,10 @@ class PodManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _grace(container: pb.Container) -> int:
+    try:
+        return int(container.annotations.get(GRACE_ANNOTATION, "30"))
+    except ValueError:
+        return 30
