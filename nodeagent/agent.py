@@ -69,7 +69,7 @@ class Agent:
                           executor=self.executor)
         sources = [STATIC_SOURCE] if config.static_pod_path else []
         self.manager = manager = PodManager(deps, max_pods=config.max_pods, sources=sources)
-        self.relister = Relister(self.cri, manager.wake)
+        self.relister = Relister(self.cri, manager.runtime_changed)
         # Adopt what runs before the first relist event arrives.
         self._spawn(self.relister.run(), manager.housekeeping())
         if config.static_pod_path:
@@ -79,7 +79,7 @@ class Agent:
         self.server = LocalServer(address=config.address, healthz_port=config.healthz_port,
                                   read_only_port=config.read_only_port,
                                   healthz_address=config.healthz_bind_address,
-                                  pods=manager.pods_with_status, checks=self._health_checks,
+                                  pods=manager.pod_objects, checks=self._health_checks,
                                   extra=self._manifest_report)
         await self.server.start()
         log.info("nodeagent ready", node=node_name, node_ips=list(node_ips),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import socket
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import yaml

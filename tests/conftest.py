@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,9 @@ from nodeagent.cri.errors import NotFoundError
 from nodeagent.devenv.containerd import HarnessError
 from nodeagent.devenv.env import DevEnv
 from nodeagent.logsetup import configure_logging
+
+if TYPE_CHECKING:
+    from tests.agentproc import AgentProcess
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,7 +61,7 @@ def pod_uid() -> str:
 
 
 @pytest.fixture
-def agent(devenv: DevEnv, tmp_path) -> Iterator["AgentProcess"]:
+def agent(devenv: DevEnv, tmp_path) -> Iterator[AgentProcess]:
     """A running `nodeagent run` with its own manifest dir, root and log dirs.
     Afterwards: agent stopped, every pod removed, no cgroup or mount left."""
     from tests.agentproc import AgentProcess

@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from pathlib import Path
 
 from nodeagent.cri.client import CRIClient
-from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.devenv.env import DevEnv
 from tests.agentproc import NODE_NAME, AgentProcess, container, phase, pod_manifest, running
 

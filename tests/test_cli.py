@@ -41,7 +41,7 @@ def test_missing_runtime_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     result = run("version", "--container-runtime-endpoint", f"unix://{sock}",
                  "--runtime-request-timeout", "1s")
     assert result.returncode == 1
-    assert f"nodeagent: error: gave up after 1s waiting for the container runtime" in result.stderr
+    assert "nodeagent: error: gave up after 1s waiting for the container runtime" in result.stderr
     assert f"socket {sock} does not exist" in result.stderr
     assert "Traceback" not in result.stderr
 

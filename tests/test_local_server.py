@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from nodeagent.api.types import Container, ObjectMeta, Pod, PodSpec
+from nodeagent.api.codec import encode
 from nodeagent.server.local import BoundPorts, HealthCheck, ListenError, LocalServer
 
 
@@ -38,10 +39,10 @@ class State:
         self.extra: dict[str, Any] = {"errors": [], "warnings": []}
         self.explode = False
 
-    def get_pods(self) -> list[Pod]:
+    def get_pods(self) -> list[dict]:
         if self.explode:
             raise RuntimeError("boom")
-        return self.pods
+        return [encode(p) for p in self.pods]
 
 
 @pytest.fixture

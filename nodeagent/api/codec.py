@@ -243,17 +243,23 @@ class _Decoder:
         return cls(**kwargs)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 class _Encoder:
     def value(self, obj: Any) -> Any:
-        if isinstance(obj, Quantity):
-            return obj.text
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return self.object(obj)
-        if isinstance(obj, list):
+        kind = type(obj)
+        if kind in _SCALARS:  # most values: decide by exact type, cheaply
+            return obj
+        if kind is list:
             return [self.value(v) for v in obj]
-        if isinstance(obj, dict):
+        if kind is dict:
             # Go's encoding/json prints map keys sorted.
             return {k: self.value(obj[k]) for k in sorted(obj)}
+        if kind is Quantity:
+            return obj.text
+        if hasattr(kind, "__dataclass_fields__"):
+            return self.object(obj)
         return obj
 
     def object(self, obj: Any) -> dict[str, Any]:

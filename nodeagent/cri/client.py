@@ -109,6 +109,7 @@ class _Service:
             return response
 
     def _observe(self, name: str, seconds: float, error: str | None) -> None:
+        log.debug("cri call", method=name, ms=round(seconds * 1000, 1), error=error)
         for observer in self._observers:
             observer(name, seconds, error)
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 
+from nodeagent.api.codec import encode
 from nodeagent.api.types import Pod, PodStatus
 from nodeagent.cri.errors import CRIError, NotFoundError
 from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.pods import volumes
-from nodeagent.pods.observe import GRACE_ANNOTATION, POD_UID_LABEL
+from nodeagent.pods.observe import GRACE_ANNOTATION, POD_UID_LABEL, StateKey
 from nodeagent.pods.worker import PodWorker, WorkerDeps
 
 log = structlog.get_logger("nodeagent.pods")
@@ -37,6 +39,9 @@ class PodManager:
         self._pending_sources = set(sources)
         self._by_source: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._encoded: dict[str, tuple[Pod, PodStatus, dict[str, Any]]] = {}
+        self._changes = 0  # bumped whenever a pod or a status changes
+        self._view: tuple[int, list[dict[str, Any]]] | None = None
         deps.on_status = self._on_status
 
     @property
@@ -47,6 +52,7 @@ class PodManager:
 
     def set_pods(self, source: str, pods: list[Pod]) -> None:
         """A source's complete current set (kubelet config SET operation)."""
+        self._changes += 1
         wanted = {p.metadata.uid: p for p in pods}
         previous = self._by_source.get(source, set())
         self._by_source[source] = set(wanted)
@@ -54,16 +60,17 @@ class PodManager:
         for uid in previous - set(wanted):
             self._remove(uid)
         for uid, pod in wanted.items():
-            if uid in self.pods:
+            if uid not in self.pods:
+                self._add(pod)
+            elif self.pods[uid] != pod:  # sources resend unchanged pods; keep those as they are
                 self.pods[uid] = pod
                 if uid in self.workers:
                     self.workers[uid].update(pod)
-            else:
-                self._add(pod)
 
     def _add(self, pod: Pod) -> None:
         uid = pod.metadata.uid
         self.pods[uid] = pod
+        self.statuses[uid] = PodStatus(phase="Pending")  # until the worker's first sync
         active = sum(1 for w in self.workers.values() if not w.terminating)
         if active >= self.max_pods:
             # kubelet admission: the pod is refused and stays Failed.
@@ -83,6 +90,8 @@ class PodManager:
     def _remove(self, uid: str) -> None:
         pod = self.pods.pop(uid, None)
         self.rejected.pop(uid, None)
+        if uid not in self.workers:
+            self.statuses.pop(uid, None)
         worker = self.workers.get(uid)
         if worker is not None and not worker.terminating:
             log.info("pod removed from source, terminating", pod=pod.full_name if pod else uid)
@@ -96,6 +105,7 @@ class PodManager:
                 del self.workers[worker.uid]
             if worker.uid not in self.pods:
                 self.statuses.pop(worker.uid, None)
+            self._changes += 1
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
@@ -105,22 +115,41 @@ class PodManager:
     def _on_status(self, uid: str, status: PodStatus) -> None:
         if uid in self.pods:
             self.statuses[uid] = status
+            self._changes += 1
 
-    def wake(self, uid: str) -> None:
+    def runtime_changed(self, uid: str, state: StateKey) -> None:
         worker = self.workers.get(uid)
         if worker is not None:
-            worker.wake()
+            worker.runtime_changed(state)
 
     # -- views ------------------------------------------------------------------
 
     def pods_with_status(self) -> list[Pod]:
-        """Desired pods with their latest status, as the local /pods serves them."""
+        """Desired pods with their latest status."""
         result = []
         for uid, pod in self.pods.items():
             out = copy.copy(pod)
-            status = self.rejected.get(uid) or self.statuses.get(uid)
-            out.status = status if status is not None else PodStatus(phase="Pending")
+            out.status = self.rejected.get(uid) or self.statuses[uid]
             result.append(out)
+        return result
+
+    def pod_objects(self) -> list[dict[str, Any]]:
+        """The pods as API JSON objects (what /pods serves). Each is encoded once
+        per spec or status change, and the same list comes back while nothing
+        changed, so a reader can reuse what it made of it: readers poll often."""
+        if self._view is not None and self._view[0] == self._changes:
+            return self._view[1]
+        result = []
+        for pod in self.pods_with_status():
+            uid = pod.metadata.uid
+            cached = self._encoded.get(uid)
+            if cached is None or cached[0] is not self.pods[uid] or cached[1] is not pod.status:
+                cached = (self.pods[uid], pod.status, encode(pod))
+                self._encoded[uid] = cached
+            result.append(cached[2])
+        for stale in self._encoded.keys() - self.pods.keys():
+            del self._encoded[stale]
+        self._view = (self._changes, result)
         return result
 
     # -- housekeeping ---------------------------------------------------------------

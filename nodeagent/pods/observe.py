@@ -38,9 +38,13 @@ UNKNOWN = pb.ContainerState.CONTAINER_UNKNOWN
 class SandboxInfo:
     id: str
     attempt: int
-    ready: bool
+    state: int  # pb.PodSandboxState
     created_at: int  # ns since the epoch
     ips: tuple[str, ...]
+
+    @property
+    def ready(self) -> bool:
+        return self.state == SANDBOX_READY
 
 
 @dataclass(frozen=True)
@@ -101,27 +105,71 @@ class ObservedPod:
     def running_containers(self) -> list[ContainerInfo]:
         return [c for c in self.containers if c.state in (RUNNING, CREATED, UNKNOWN)]
 
+    @property
+    def state_key(self) -> StateKey:
+        """What the relister compares: every object's id and state."""
+        return frozenset([*((s.id, s.state) for s in self.sandboxes),
+                          *((c.id, c.state) for c in self.containers)])
 
-async def observe_pod(cri: CRIClient, uid: str) -> ObservedPod:
-    selector = {POD_UID_LABEL: uid}
-    sandboxes, containers = await asyncio.gather(
-        cri.list_pod_sandbox(pb.PodSandboxFilter(label_selector=selector)),
-        cri.list_containers(pb.ContainerFilter(label_selector=selector)))
-    sandboxes.sort(key=lambda s: s.created_at, reverse=True)
-    sandbox_infos = []
-    for i, s in enumerate(sandboxes):
-        ips: tuple[str, ...] = ()
-        if i == 0 and s.state == SANDBOX_READY:
-            try:
-                net = (await cri.pod_sandbox_status(s.id)).status.network
-                ips = tuple(ip for ip in [net.ip, *(a.ip for a in net.additional_ips)] if ip)
-            except NotFoundError:
-                continue
-        sandbox_infos.append(SandboxInfo(s.id, s.metadata.attempt, s.state == SANDBOX_READY,
-                                         s.created_at, ips))
-    statuses = await asyncio.gather(*(_container_info(cri, c) for c in containers))
-    infos = sorted((s for s in statuses if s is not None), key=lambda c: c.created_at, reverse=True)
-    return ObservedPod(uid, tuple(sandbox_infos), tuple(infos))
+
+StateKey = frozenset[tuple[str, int]]
+
+
+class PodObserver:
+    """Observes one pod, asking CRI again only for what can change: a sandbox's
+    IPs and an exited container's status never do, so they are cached."""
+
+    def __init__(self, cri: CRIClient, uid: str) -> None:
+        self.cri = cri
+        self.uid = uid
+        self._ips: dict[str, tuple[str, ...]] = {}
+        self._exited: dict[str, ContainerInfo] = {}
+
+    async def observe(self) -> ObservedPod:
+        selector = {POD_UID_LABEL: self.uid}
+        sandboxes, containers = await asyncio.gather(
+            self.cri.list_pod_sandbox(pb.PodSandboxFilter(label_selector=selector)),
+            self.cri.list_containers(pb.ContainerFilter(label_selector=selector)))
+        sandboxes.sort(key=lambda s: s.created_at, reverse=True)
+        infos = []
+        for i, s in enumerate(sandboxes):
+            ips: tuple[str, ...] = ()
+            if i == 0 and s.state == SANDBOX_READY:
+                try:
+                    ips = await self.sandbox_ips(s.id)
+                except NotFoundError:
+                    continue
+            infos.append(SandboxInfo(s.id, s.metadata.attempt, s.state, s.created_at, ips))
+        statuses = await asyncio.gather(*(self._container(c) for c in containers))
+        live = {c.id for c in containers}
+        self._exited = {k: v for k, v in self._exited.items() if k in live}
+        self._ips = {k: v for k, v in self._ips.items() if k in {s.id for s in sandboxes}}
+        ordered = sorted((s for s in statuses if s is not None), key=lambda c: c.created_at, reverse=True)
+        return ObservedPod(self.uid, tuple(infos), tuple(ordered))
+
+    async def with_new_sandbox(self, observed: ObservedPod, sandbox_id: str) -> ObservedPod:
+        """`observed` plus a sandbox just created (newest, so first)."""
+        status = (await self.cri.pod_sandbox_status(sandbox_id)).status
+        net = status.network
+        self._ips[sandbox_id] = tuple(ip for ip in [net.ip, *(a.ip for a in net.additional_ips)] if ip)
+        info = SandboxInfo(sandbox_id, status.metadata.attempt, status.state, status.created_at,
+                           self._ips[sandbox_id])
+        return ObservedPod(self.uid, (info, *observed.sandboxes), observed.containers)
+
+    async def sandbox_ips(self, sandbox_id: str) -> tuple[str, ...]:
+        if sandbox_id not in self._ips:
+            net = (await self.cri.pod_sandbox_status(sandbox_id)).status.network
+            self._ips[sandbox_id] = tuple(ip for ip in [net.ip, *(a.ip for a in net.additional_ips)] if ip)
+        return self._ips[sandbox_id]
+
+    async def _container(self, c: pb.Container) -> ContainerInfo | None:
+        cached = self._exited.get(c.id)
+        if cached is not None:
+            return cached
+        info = await _container_info(self.cri, c)
+        if info is not None and info.state == EXITED:
+            self._exited[c.id] = info
+        return info
 
 
 async def _container_info(cri: CRIClient, c: pb.Container) -> ContainerInfo | None:

@@ -43,6 +43,11 @@ class WorkerView:
     message: str = ""
 
 
+def now_rfc3339() -> str:
+    """metav1.Time as the API prints it: seconds, UTC."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def rfc3339(ns: int) -> str | None:
     if not ns:
         return None

@@ -1,7 +1,7 @@
 """One worker per pod: the only place that decides what to do for that pod.
 
 Each sync compares the desired spec with what the runtime reports
-(`observe_pod`) and carries out the kubelet's computePodActions: sandbox,
+(`PodObserver`) and carries out the kubelet's computePodActions: sandbox,
 init containers in order (sidecars keep running), app containers with
 restart policy and CrashLoopBackOff, termination, and dead-container GC.
 Syncs of one pod are serialised; pods run in parallel.
@@ -13,8 +13,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,18 @@ from nodeagent.oci.puller import ImageError, ImagePuller
 from nodeagent.pods import crispec, volumes
 from nodeagent.pods.backoff import crashloop_decision
 from nodeagent.pods.observe import (
-    CREATED, EXITED, RUNNING, UNKNOWN, ContainerInfo, ObservedPod, SandboxInfo, observe_pod,
+    CREATED, EXITED, RUNNING, UNKNOWN, ContainerInfo, ObservedPod, PodObserver, SandboxInfo,
+    StateKey,
 )
 from nodeagent.pods.status import (
     FAILED, SUCCEEDED, Waiting, WorkerView, compute_phase, compute_status, container_status,
-    is_sidecar, rfc3339,
+    is_sidecar, now_rfc3339, rfc3339,
 )
 
 log = structlog.get_logger("nodeagent.pods")
 
 SYNC_ERROR_BACKOFF = 10.0  # kubelet backOffPeriod for failed syncs
+LOG_SETTLE_NS = 2_000_000_000
 
 
 @dataclass
@@ -93,11 +94,17 @@ class PodWorker:
         self.done = asyncio.Event()
         self._predecessor = predecessor
         self._wake = asyncio.Event()
+        self._observer = PodObserver(deps.cri, self.uid)
+        self._final_messages: set[str] = set()
+        self._messages_pending = False
+        self._last_state: StateKey = frozenset()
+        self._relisted: StateKey | None = None  # the relister's latest view of this pod
+        self._must_sync = True  # a wake that is not the relister's (spec, terminate)
         self._terminating = False
         self._grace_override: int | None = None
-        self._accepted_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._terminated_cleanly = False
+        self._accepted_at = now_rfc3339()
         self._log = log.bind(pod=pod.full_name, pod_uid=self.uid)
-        self.syncs = 0
 
     # -- control from the manager ---------------------------------------
 
@@ -106,7 +113,21 @@ class PodWorker:
         self.wake()
 
     def wake(self) -> None:
+        self._must_sync = True
         self._wake.set()
+
+    def runtime_changed(self, state: StateKey) -> None:
+        """From the relister: sync unless this is what the worker last observed.
+        Checked again when the worker wakes, since a sync in progress may by
+        then have observed it (most changes are the worker's own doing)."""
+        if state != self._last_state:
+            self._relisted = state
+            self._wake.set()
+
+    async def _observe(self) -> ObservedPod:
+        observed = await self._observer.observe()
+        self._last_state = observed.state_key
+        return observed
 
     def terminate(self, grace_seconds: int | None = None) -> None:
         self._terminating = True
@@ -120,22 +141,30 @@ class PodWorker:
     async def run(self) -> None:
         if self._predecessor is not None:  # same static pod name: let the old one go first
             await self._predecessor.done.wait()
-        wait: float | None = 0.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()  # when the next sync is due without any wake
         try:
             while True:
-                if wait is None or wait > 0:
+                remaining = deadline - loop.time()
+                if remaining > 0:
                     try:
-                        await asyncio.wait_for(self._wake.wait(), wait or self.deps.resync_period)
+                        await asyncio.wait_for(self._wake.wait(), remaining)
                     except TimeoutError:
-                        pass
+                        self._must_sync = True
                 self._wake.clear()
+                if not self._must_sync and self._relisted == self._last_state:
+                    continue  # only the relister woke us, for a state already seen
+                self._must_sync = False
                 if self._terminating:
                     await self._run_guarded(self._kill_pod)
                     if self._terminated_cleanly:
                         return
-                    wait = 1.0
+                    deadline = loop.time() + 1.0
                     continue
                 wait = await self._run_guarded(self._sync)
+                if self._messages_pending:
+                    wait = min(wait, 1.0) if wait is not None else 1.0
+                deadline = loop.time() + (wait if wait is not None else self.deps.resync_period)
         finally:
             self.done.set()
 
@@ -152,15 +181,13 @@ class PodWorker:
     # -- sync -------------------------------------------------------------
 
     async def _sync(self) -> float | None:
-        self.syncs += 1
-        pod = self.pod
         plan = _Plan()
         self.view.waiting = {}
-        observed = await observe_pod(self.deps.cri, self.uid)
+        observed = await self._observe()
 
         if self.view.terminal_phase:
             await self._stop_sandboxes(observed)
-            await self._publish(await observe_pod(self.deps.cri, self.uid))
+            await self._publish(await self._observe())
             return None
 
         sandbox = observed.sandbox
@@ -168,15 +195,14 @@ class PodWorker:
             if sandbox is not None and self._terminal_without_sandbox(observed):
                 self.view.terminal_phase = self._phase(observed)
                 await self._stop_containers(observed.running_containers, self._grace())
-                await self._publish(await observe_pod(self.deps.cri, self.uid))
+                await self._publish(await self._observe())
                 return None
             await self._stop_containers(observed.running_containers, self._grace())
-            sandbox = await self._create_sandbox(observed, plan)
-            if sandbox is None:
+            created = await self._create_sandbox(observed, plan)
+            if created is None:
                 await self._publish(observed)
                 return plan.wake_in or SYNC_ERROR_BACKOFF
-            observed = await observe_pod(self.deps.cri, self.uid)
-            sandbox = observed.sandbox
+            observed, sandbox = created, created.sandbox
 
         assert sandbox is not None
         mounts = await self._prepare_volumes(plan)
@@ -184,13 +210,14 @@ class PodWorker:
             if await self._sync_init_containers(observed, sandbox, mounts, plan):
                 await self._sync_app_containers(observed, sandbox, mounts, plan)
 
-        observed = await observe_pod(self.deps.cri, self.uid)
+        observed = await self._observe()
         phase = self._phase(observed)
         if phase in (SUCCEEDED, FAILED):
             self.view.terminal_phase = phase
             self._log.info("pod finished", phase=phase)
+            await self._publish(observed)  # report the exit before the slow sandbox stop
             await self._stop_sandboxes(observed)
-            observed = await observe_pod(self.deps.cri, self.uid)
+            observed = await self._observe()
         else:
             await self._collect_garbage(observed)
         await self._publish(observed)
@@ -218,16 +245,18 @@ class PodWorker:
             self.pod, observed, self.view, runtime=self.deps.runtime_name,
             node_ips=self.deps.node.node_ips,
             start_time=rfc3339(first_sandbox) or self._accepted_at,
-            previous=self.status, now=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        self.status = status
-        self.deps.on_status(self.uid, status)
+            previous=self.status, now=now_rfc3339())
+        if status != self.status:  # unchanged: keep the object, so readers' caches hold
+            self.status = status
+            self.deps.on_status(self.uid, status)
 
     async def _read_termination_messages(self, observed: ObservedPod) -> None:
         """kubelet getTerminationMessage: the file, or with FallbackToLogsOnError
         and a failed exit, the tail of the log. Read once per exited container."""
         specs = {c.name: c for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]}
+        self._messages_pending = False
         for c in observed.containers:
-            if c.state != EXITED or c.id in self.view.messages or c.name not in specs:
+            if c.state != EXITED or c.id in self._final_messages or c.name not in specs:
                 continue
             spec = specs[c.name]
             path = volumes.termination_log_file(self.deps.node.root_dir, self.uid, c.name, c.attempt)
@@ -236,9 +265,16 @@ class PodWorker:
                 log_file = crispec.pod_log_dir(self.pod, self.deps.node) / c.name / f"{c.attempt}.log"
                 message = await self._blocking(read_log_tail, log_file)
             self.view.messages[c.id] = message
+            # The runtime writes the last log lines after reporting the exit:
+            # read again until the exit is old enough for the log to be complete.
+            if time.time_ns() - c.finished_at > LOG_SETTLE_NS:
+                self._final_messages.add(c.id)
+            else:
+                self._messages_pending = True
         live = {c.id for c in observed.containers}
         for stale in [k for k in self.view.messages if k not in live]:
             del self.view.messages[stale]
+        self._final_messages &= live
 
     def _grace(self) -> int:
         if self._grace_override is not None:
@@ -256,7 +292,8 @@ class PodWorker:
         return crispec.sandbox_config(self.pod, self.deps.node, attempt=attempt,
                                       cgroup_parent=cgroup_parent(self.deps.cgroup_root, self.pod))
 
-    async def _create_sandbox(self, observed: ObservedPod, plan: _Plan) -> SandboxInfo | None:
+    async def _create_sandbox(self, observed: ObservedPod, plan: _Plan) -> ObservedPod | None:
+        """RunPodSandbox; returns the pod as observed with its new sandbox."""
         attempt = observed.sandbox.attempt + 1 if observed.sandbox else 0
         config = self._sandbox_config(attempt)
         await self._blocking(Path(config.log_directory).mkdir, parents=True, exist_ok=True)
@@ -272,8 +309,8 @@ class PodWorker:
             plan.soon(SYNC_ERROR_BACKOFF)
             return None
         self._log.info("pod sandbox started", sandbox=sandbox_id, attempt=attempt)
-        observed = await observe_pod(self.deps.cri, self.uid)
-        return observed.sandbox
+        # The new sandbox is all that changed: one status call, not a relist.
+        return await self._observer.with_new_sandbox(observed, sandbox_id)
 
     async def _stop_sandboxes(self, observed: ObservedPod) -> None:
         await self._stop_containers(observed.running_containers, self._grace())
@@ -384,7 +421,9 @@ class PodWorker:
             image = await self.deps.images.ensure(self.uid, c.image, c.image_pull_policy, sandbox_config)
         except ImageError as exc:
             self.view.waiting[c.name] = Waiting(exc.reason, exc.message)
-            plan.soon(exc.retry_after)
+            # After a failed pull, look again soon: the status moves on to
+            # ImagePullBackOff while the backoff runs, as kubelet users expect.
+            plan.soon(min(exc.retry_after, 1.0) if exc.reason == "ErrImagePull" else exc.retry_after)
             return False
         try:
             crispec.verify_run_as_non_root(self.pod, c, image.uid, image.username)
@@ -430,12 +469,10 @@ class PodWorker:
 
     # -- termination and garbage ---------------------------------------------
 
-    _terminated_cleanly = False
-
     async def _kill_pod(self) -> None:
         """Stop app containers with the grace period, then sidecars in reverse
         order (kubelet 1.29+), then the sandbox; remove everything the pod owned."""
-        observed = await observe_pod(self.deps.cri, self.uid)
+        observed = await self._observe()
         grace = self._grace()
         deadline = time.monotonic() + grace
         sidecars = [c.name for c in self.pod.spec.init_containers if is_sidecar(c)]

@@ -41,8 +41,6 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from nodeagent.api.codec import encode
-from nodeagent.api.types import Pod
 
 DEFAULT_HEALTHZ_PORT = 10248
 DEFAULT_READ_ONLY_PORT = 10255
@@ -87,7 +85,7 @@ class LocalServer:
     def __init__(self, *, address: str = "127.0.0.1",
                  healthz_port: int = DEFAULT_HEALTHZ_PORT,
                  read_only_port: int = DEFAULT_READ_ONLY_PORT,
-                 pods: Callable[[], list[Pod]],
+                 pods: Callable[[], list[dict[str, Any]]],
                  checks: Callable[[], list[HealthCheck]],
                  extra: Callable[[], dict[str, Any]] | None = None,
                  healthz_address: str | None = None,
@@ -108,6 +106,7 @@ class LocalServer:
         self._runners: dict[str, web.AppRunner] = {}
         self._bound = BoundPorts()
         self._last_failing: tuple[str, ...] = ()
+        self._pods_body: tuple[list[dict[str, Any]], bytes] | None = None
         self._log = structlog.get_logger("nodeagent.server.local")
 
     @property
@@ -252,9 +251,13 @@ class LocalServer:
         raise web.HTTPNotFound()
 
     async def _handle_pods(self, request: web.Request) -> web.Response:
-        pod_list = {"kind": "PodList", "apiVersion": "v1", "metadata": {},
-                    "items": [encode(pod) for pod in self._pods()]}
-        return _json(pod_list)
+        items = self._pods()
+        if self._pods_body is None or self._pods_body[0] is not items:
+            # The provider returns the same list while nothing changed: serialise once.
+            body = json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {},
+                               "items": items}, separators=(",", ":")).encode()
+            self._pods_body = (items, body)
+        return web.Response(body=self._pods_body[1], content_type="application/json")
 
     async def _handle_manifests(self, request: web.Request) -> web.Response:
         if self._extra is None:

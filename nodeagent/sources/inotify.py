@@ -55,7 +55,7 @@ GONE_MASK = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
 
 EVENT_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
 READ_SIZE = 64 * 1024  # whole events only; the kernel never splits one across reads
-DEFAULT_SETTLE = 0.05
+DEFAULT_SETTLE = 0.01  # an editor's write + rename lands within this; larger only delays pods
 # A file rewritten non-stop must still produce batches, so settling stops here.
 MAX_SETTLE = 1.0
 

@@ -1,0 +1,247 @@
+"""Pod start through nodeagent vs the raw CRI lower bound, in the same run.
+
+agent: N static pod manifests written at once → all N reported Running on
+       the read-only /pods (polled every 10 ms).
+raw:   the same pods' CRI calls made directly and concurrently through
+       nodeagent.cri: ImageStatus, RunPodSandbox, CreateContainer,
+       StartContainer (the configs come from the same crispec code), timed
+       until every StartContainer has returned.
+
+The two alternate round by round (which goes first alternates too) and the
+medians are compared, because these VMs are noisy. Also measured: how long
+after a container exits /pods shows it terminated (the PLEG target), and the
+agent's RSS with 30 pods.
+
+Usage: .venv/bin/python bench/pod_start.py [--rounds 5] [--sizes 1,10,30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nodeagent.api.manifest import parse_manifest  # noqa: E402
+from nodeagent.cri.client import CRIClient  # noqa: E402
+from nodeagent.devenv.env import DevEnv, remove_all_pods  # noqa: E402
+from nodeagent.devenv.registry import free_port  # noqa: E402
+from nodeagent.logsetup import configure_logging  # noqa: E402
+from nodeagent.pods import crispec  # noqa: E402
+from nodeagent.sources.static import apply_static_defaults  # noqa: E402
+
+NODE = "benchnode"
+VERBOSITY = 0
+
+
+def manifest(name: str, image: str, command: list[str], restart: str = "Always") -> str:
+    return (f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n"
+            f"  restartPolicy: {restart}\n  terminationGracePeriodSeconds: 1\n"
+            f"  containers:\n  - name: main\n    image: {image}\n    command: {json.dumps(command)}\n")
+
+
+def get_pods(base: str) -> list[dict]:
+    with urllib.request.urlopen(f"{base}/pods", timeout=10) as resp:
+        return json.load(resp)["items"]
+
+
+class Agent:
+    def __init__(self, env: DevEnv, work: Path) -> None:
+        self.env, self.work = env, work
+        self.manifests = work / "manifests"
+        self.manifests.mkdir(parents=True)
+        self.port, self.healthz = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("nodeagent")), "--logging-format", "json", "-v", str(VERBOSITY), "run",
+             "--container-runtime-endpoint", env.endpoint, "--pod-manifest-path", str(self.manifests),
+             "--root-dir", str(work / "root"), "--pod-logs-dir", str(work / "logs"),
+             "--hostname-override", NODE, "--cgroup-root", env.cgroup_parent("bench"),
+             "--read-only-port", str(self.port), "--healthz-port", str(self.healthz)],
+            stdout=open(work / "agent.log", "wb"), stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                get_pods(self.base)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("agent did not start")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def write(self, name: str, text: str) -> None:
+        tmp = self.manifests / f".{name}"
+        tmp.write_text(text)
+        tmp.rename(self.manifests / name)
+
+    async def wait(self, predicate, poll: float = 0.01) -> float:
+        while True:
+            pods = await asyncio.to_thread(get_pods, self.base)
+            if predicate(pods):
+                return time.monotonic()
+            await asyncio.sleep(poll)
+
+    async def clear(self) -> None:
+        for path in self.manifests.glob("*.yaml"):
+            path.unlink()
+        await self.wait(lambda pods: not pods)
+        async with CRIClient(self.env.endpoint) as cri:
+            while await cri.list_pod_sandbox():
+                await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+def all_running(n: int):
+    return lambda pods: len(pods) == n and all(
+        p["status"].get("phase") == "Running"
+        and all("running" in c["state"] for c in p["status"].get("containerStatuses", [])) for p in pods)
+
+
+async def agent_round(env: DevEnv, work: Path, n: int, tag: str) -> tuple[float, float, float]:
+    """(seconds to all Running, agent RSS MiB with the n pods, agent CPU
+    seconds spent starting them). The agent only
+    runs during its own rounds: it owns the runtime and would remove the raw
+    rounds' pods as orphans, as the kubelet would."""
+    agent = Agent(env, work / tag)
+    try:
+        cpu = agent.cpu_seconds()
+        start = time.monotonic()
+        for i in range(n):
+            agent.write(f"{tag}-{i}.yaml", manifest(f"{tag}-{i}", env.busybox, ["sleep", "3600"]))
+        done = await agent.wait(all_running(n))
+        cpu = agent.cpu_seconds() - cpu
+        rss = agent.rss_mib()
+        await agent.clear()
+    finally:
+        agent.stop()
+    return done - start, rss, cpu
+
+
+async def raw_round(env: DevEnv, image: str, n: int, tag: str, work: Path) -> float:
+    ctx = crispec.NodeContext(node_name=NODE, node_ips=("127.0.0.1",), allocatable_cpu_millis=2000,
+                              allocatable_memory_bytes=1 << 30, pod_logs_dir=work / "rawlogs",
+                              root_dir=work / "rawroot")
+    pods = []
+    for i in range(n):
+        [(_, pod)] = parse_manifest(manifest(f"{tag}-{i}", image, ["sleep", "3600"]), "bench").pods
+        apply_static_defaults(pod, NODE, f"/bench/{tag}-{i}.yaml", "2026-01-01T00:00:00Z")
+        pods.append(pod)
+    async with CRIClient(env.endpoint) as cri:
+        async def one(pod) -> None:
+            image_ref = (await cri.image_status(image)).id
+            sconf = crispec.sandbox_config(pod, ctx, attempt=0,
+                                           cgroup_parent=f"{env.cgroup_parent('raw')}/pod{pod.metadata.uid}")
+            Path(sconf.log_directory).mkdir(parents=True, exist_ok=True)
+            sid = await cri.run_pod_sandbox(sconf)
+            cconf = crispec.container_config(pod, pod.spec.containers[0], ctx, attempt=0, image_ref=image_ref,
+                                             sandbox_ip="", mounts={}, termination_log=None)
+            cid = await cri.create_container(sid, cconf, sconf)
+            await cri.start_container(cid)
+
+        start = time.monotonic()
+        await asyncio.gather(*(one(p) for p in pods))
+        elapsed = time.monotonic() - start
+    await remove_all_pods(env.endpoint)
+    return elapsed
+
+
+async def exit_detection(agent: Agent, image: str, count: int) -> list[float]:
+    """ms from the runtime's finishedAt to /pods showing the container terminated."""
+    delays = []
+    for i in range(count):
+        name = f"exit-{i}"
+        agent.write(f"{name}.yaml", manifest(name, image, ["sh", "-c", "sleep 0.5"], restart="Never"))
+        seen_at = None
+        while seen_at is None:
+            pods = await asyncio.to_thread(get_pods, agent.base)
+            now = time.time()
+            for p in pods:
+                for c in p["status"].get("containerStatuses", []):
+                    if "terminated" in c["state"]:
+                        seen_at = now
+                        cid = c["containerID"].split("://")[1]
+            await asyncio.sleep(0.005)
+        async with CRIClient(agent.env.endpoint) as cri:
+            finished = (await cri.container_status(cid)).status.finished_at / 1e9
+        delays.append((seen_at - finished) * 1000)
+        await agent.clear()
+    return delays
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sizes", default="1,10,30")
+    parser.add_argument("--exits", type=int, default=30)
+    args = parser.parse_args()
+    configure_logging("text", 0)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    env = DevEnv(name="bench")
+    work = Path(tempfile.mkdtemp(prefix="nodeagent-bench-"))
+    env.up()
+    agent = None
+    try:
+        async with CRIClient(env.endpoint) as cri:
+            await cri.pull_image(env.busybox)
+        await agent_round(env, work, 1, "warm")
+        await raw_round(env, env.busybox, 1, "warm", work)
+        results: dict[int, dict[str, list[float]]] = {n: {"agent": [], "raw": [], "cpu": []}
+                                                     for n in sizes}
+        rss = 0.0
+        for r in range(args.rounds):
+            for n in sizes:
+                order = ("agent", "raw") if r % 2 == 0 else ("raw", "agent")
+                for mode in order:
+                    tag = f"r{r}n{n}{mode[0]}"
+                    if mode == "agent":
+                        elapsed, used, cpu = await agent_round(env, work, n, tag)
+                        results[n]["agent"].append(elapsed)
+                        results[n]["cpu"].append(cpu)
+                        if n == max(sizes):
+                            rss = max(rss, used)
+                    else:
+                        results[n]["raw"].append(await raw_round(env, env.busybox, n, tag, work))
+        agent = Agent(env, work / "exits")
+        delays = await exit_detection(agent, env.busybox, args.exits)
+        print(f"\npod start, manifest written -> Running on /pods vs raw CRI, {args.rounds} rounds, medians")
+        print(f"{'N':>4} {'agent s':>9} {'raw s':>9} {'ratio':>7} {'agent CPU s':>12}   "
+              "agent rounds / raw rounds")
+        for n in sizes:
+            a, b = statistics.median(results[n]["agent"]), statistics.median(results[n]["raw"])
+            print(f"{n:>4} {a:9.3f} {b:9.3f} {a / b:7.2f}x {statistics.median(results[n]['cpu']):12.2f}   "
+                  f"{' '.join(f'{x:.2f}' for x in results[n]['agent'])} / "
+                  f"{' '.join(f'{x:.2f}' for x in results[n]['raw'])}")
+        delays.sort()
+        p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+        print(f"\nexit noticed on /pods after finishedAt: median {statistics.median(delays):.0f} ms, "
+              f"p99 {p99:.0f} ms, max {delays[-1]:.0f} ms ({len(delays)} exits)")
+        print(f"agent RSS with {max(sizes)} pods: {rss:.0f} MiB")
+    finally:
+        if agent is not None:
+            agent.stop()
+        env.down()
+        subprocess.run(["rm", "-rf", str(work)])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
