@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -243,5 +244,17 @@ async def main() -> None:
         subprocess.run(["rm", "-rf", str(work)])
 
 
+async def run() -> None:
+    """main(), cancelled (so its teardown runs) on SIGTERM or Ctrl-C."""
+    task = asyncio.ensure_future(main())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        print("interrupted; environment removed", file=sys.stderr)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(run())

@@ -70,6 +70,7 @@ class Agent:
         sources = [STATIC_SOURCE] if config.static_pod_path else []
         self.manager = manager = PodManager(deps, max_pods=config.max_pods, sources=sources)
         self.relister = Relister(self.cri, manager.runtime_changed)
+        manager.runtime_state = self.relister.state_of
         # Adopt what runs before the first relist event arrives.
         self._spawn(self.relister.run(), manager.housekeeping())
         if config.static_pod_path:

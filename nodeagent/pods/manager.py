@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -41,6 +41,8 @@ class PodManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._encoded: dict[str, tuple[Pod, PodStatus, dict[str, Any]]] = {}
         self._changes = 0  # bumped whenever a pod or a status changes
+        # The relister's view of a pod's runtime objects (None: not relisted yet).
+        self.runtime_state: Callable[[str], StateKey | None] | None = None
         self._view: tuple[int, list[dict[str, Any]]] | None = None
         deps.on_status = self._on_status
 
@@ -82,7 +84,8 @@ class PodManager:
             return
         predecessor = next((w for w in self.workers.values()
                             if w.terminating and w.pod.full_name == pod.full_name), None)
-        worker = PodWorker(pod, self.deps, predecessor=predecessor)
+        known = self.runtime_state(uid) if self.runtime_state is not None else None
+        worker = PodWorker(pod, self.deps, predecessor=predecessor, known_state=known)
         self.workers[uid] = worker
         log.info("pod added", pod=pod.full_name, pod_uid=uid)
         self._spawn(self._run_worker(worker))

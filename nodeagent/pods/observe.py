@@ -140,7 +140,7 @@ class PodObserver:
                 except NotFoundError:
                     continue
             infos.append(SandboxInfo(s.id, s.metadata.attempt, s.state, s.created_at, ips))
-        statuses = await asyncio.gather(*(self._container(c) for c in containers))
+        statuses = await asyncio.gather(*(self._container(c.id, c.pod_sandbox_id) for c in containers))
         live = {c.id for c in containers}
         self._exited = {k: v for k, v in self._exited.items() if k in live}
         self._ips = {k: v for k, v in self._ips.items() if k in {s.id for s in sandboxes}}
@@ -162,23 +162,32 @@ class PodObserver:
             self._ips[sandbox_id] = tuple(ip for ip in [net.ip, *(a.ip for a in net.additional_ips)] if ip)
         return self._ips[sandbox_id]
 
-    async def _container(self, c: pb.Container) -> ContainerInfo | None:
-        cached = self._exited.get(c.id)
+    async def with_containers(self, observed: ObservedPod,
+                              created: list[tuple[str, str]]) -> ObservedPod:
+        """`observed` plus containers just created, as (container id, sandbox id):
+        their status is all that changed, so no relist."""
+        infos = await asyncio.gather(*(self._container(cid, sid) for cid, sid in created))
+        merged = sorted([*(i for i in infos if i is not None), *observed.containers],
+                        key=lambda c: c.created_at, reverse=True)
+        return ObservedPod(self.uid, observed.sandboxes, tuple(merged))
+
+    async def _container(self, container_id: str, sandbox_id: str) -> ContainerInfo | None:
+        cached = self._exited.get(container_id)
         if cached is not None:
             return cached
-        info = await _container_info(self.cri, c)
+        info = await _container_info(self.cri, container_id, sandbox_id)
         if info is not None and info.state == EXITED:
-            self._exited[c.id] = info
+            self._exited[container_id] = info
         return info
 
 
-async def _container_info(cri: CRIClient, c: pb.Container) -> ContainerInfo | None:
+async def _container_info(cri: CRIClient, container_id: str, sandbox_id: str) -> ContainerInfo | None:
     try:
-        s = (await cri.container_status(c.id)).status
+        s = (await cri.container_status(container_id)).status
     except NotFoundError:  # removed between list and status
         return None
     return ContainerInfo(
-        id=c.id, name=c.metadata.name, sandbox_id=c.pod_sandbox_id, attempt=c.metadata.attempt,
+        id=container_id, name=s.metadata.name, sandbox_id=sandbox_id, attempt=s.metadata.attempt,
         state=s.state, created_at=s.created_at, started_at=s.started_at,
         finished_at=s.finished_at, exit_code=s.exit_code, reason=s.reason, message=s.message,
         image=s.image.image, image_ref=s.image_ref, annotations=dict(s.annotations))

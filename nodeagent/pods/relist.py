@@ -32,6 +32,13 @@ class Relister:
         self.period = period
         self.last_relist = time.monotonic()
         self._seen: dict[str, tuple[str, int]] = {}  # object id -> (pod uid, state)
+        self._relisted = False
+
+    def state_of(self, uid: str) -> StateKey | None:
+        """The pod's objects as last relisted; None before the first relist."""
+        if not self._relisted:
+            return None
+        return frozenset((key, state) for key, (owner, state) in self._seen.items() if owner == uid)
 
     def healthy(self) -> tuple[bool, str]:
         age = time.monotonic() - self.last_relist
@@ -48,6 +55,7 @@ class Relister:
                    if self._seen.get(key) != (uid, state)}
         changed |= {uid for key, (uid, _) in self._seen.items() if key not in current}
         self._seen = current
+        self._relisted = True
         self.last_relist = time.monotonic()
         if not changed:
             return

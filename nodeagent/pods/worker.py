@@ -13,7 +13,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,15 +77,19 @@ def cgroup_parent(cgroup_root: str, pod: Pod) -> str:
 
 @dataclass
 class _Plan:
-    """What one sync decided about timing: when to look again."""
+    """What one sync did and decided: when to look again, and what it changed
+    (so the end of the sync asks CRI only about that)."""
     wake_in: float | None = None
+    created: list[tuple[str, str]] = field(default_factory=list)  # (container, sandbox) started
+    changed: bool = False  # anything else changed: observe the whole pod again
 
     def soon(self, seconds: float) -> None:
         self.wake_in = seconds if self.wake_in is None else min(self.wake_in, seconds)
 
 
 class PodWorker:
-    def __init__(self, pod: Pod, deps: WorkerDeps, *, predecessor: PodWorker | None = None) -> None:
+    def __init__(self, pod: Pod, deps: WorkerDeps, *, predecessor: PodWorker | None = None,
+                 known_state: StateKey | None = None) -> None:
         self.pod = pod
         self.uid = pod.metadata.uid
         self.deps = deps
@@ -99,6 +103,8 @@ class PodWorker:
         self._messages_pending = False
         self._last_state: StateKey = frozenset()
         self._relisted: StateKey | None = None  # the relister's latest view of this pod
+        # A new pod the relister has no object of needs no first observation.
+        self._known_empty = known_state == frozenset()
         self._must_sync = True  # a wake that is not the relister's (spec, terminate)
         self._terminating = False
         self._grace_override: int | None = None
@@ -183,7 +189,11 @@ class PodWorker:
     async def _sync(self) -> float | None:
         plan = _Plan()
         self.view.waiting = {}
-        observed = await self._observe()
+        if self._known_empty:
+            self._known_empty = False
+            observed = ObservedPod(self.uid, (), ())
+        else:
+            observed = await self._observe()
 
         if self.view.terminal_phase:
             await self._stop_sandboxes(observed)
@@ -197,7 +207,9 @@ class PodWorker:
                 await self._stop_containers(observed.running_containers, self._grace())
                 await self._publish(await self._observe())
                 return None
-            await self._stop_containers(observed.running_containers, self._grace())
+            if observed.running_containers:
+                await self._stop_containers(observed.running_containers, self._grace())
+                plan.changed = True
             created = await self._create_sandbox(observed, plan)
             if created is None:
                 await self._publish(observed)
@@ -210,7 +222,7 @@ class PodWorker:
             if await self._sync_init_containers(observed, sandbox, mounts, plan):
                 await self._sync_app_containers(observed, sandbox, mounts, plan)
 
-        observed = await self._observe()
+        observed = await self._refresh(observed, plan)
         phase = self._phase(observed)
         if phase in (SUCCEEDED, FAILED):
             self.view.terminal_phase = phase
@@ -222,6 +234,16 @@ class PodWorker:
             await self._collect_garbage(observed)
         await self._publish(observed)
         return plan.wake_in
+
+    async def _refresh(self, observed: ObservedPod, plan: _Plan) -> ObservedPod:
+        """The pod after this sync's actions: only the new containers' status
+        when that is all that changed, else a full observation."""
+        if plan.changed:
+            return await self._observe()
+        if plan.created:
+            observed = await self._observer.with_containers(observed, plan.created)
+        self._last_state = observed.state_key
+        return observed
 
     def _phase(self, observed: ObservedPod) -> str:
         pod = self.pod
@@ -352,6 +374,7 @@ class PodWorker:
                 if latest is not None and latest.state in (RUNNING, CREATED, UNKNOWN):
                     if latest.state == CREATED:
                         await self._ignore_missing(self.deps.cri.start_container(latest.id))
+                        plan.changed = True
                     continue
                 started = await self._restart_or_start(c, observed, sandbox, mounts, plan, latest)
                 if not started and not apps_started:
@@ -363,6 +386,7 @@ class PodWorker:
             if latest.state in (RUNNING, CREATED, UNKNOWN):
                 if latest.state == CREATED:
                     await self._ignore_missing(self.deps.cri.start_container(latest.id))
+                    plan.changed = True
                 return False
             if latest.exit_code == 0:
                 continue
@@ -385,9 +409,11 @@ class PodWorker:
                 if latest.spec_hash != crispec.container_hash(c):
                     self._log.info("container definition changed, will be restarted", container=c.name)
                     await self._stop_containers([latest], self._grace())
+                    plan.changed = True
                     await self._start(c, observed, sandbox, mounts, plan)
                 elif latest.state == CREATED:
                     await self._ignore_missing(self.deps.cri.start_container(latest.id))
+                    plan.changed = True
                 continue
             if policy == "Always" or (policy == "OnFailure" and latest.exit_code != 0):
                 await self._restart_or_start(c, observed, sandbox, mounts, plan, latest)
@@ -450,8 +476,10 @@ class PodWorker:
         try:
             await cri.start_container(container_id)
         except RuntimeUnavailable:
+            plan.changed = True
             raise
         except CRIError as exc:
+            plan.changed = True
             # The runtime records the failed start as an exit (StartError, 128);
             # the next sync restarts it under CrashLoopBackOff.
             self.view.waiting[c.name] = Waiting("RunContainerError", exc.details or str(exc))
@@ -460,6 +488,7 @@ class PodWorker:
             return False
         self._log.info("container started", container=c.name, container_id=container_id,
                        attempt=attempt)
+        plan.created.append((container_id, sandbox.id))
         return True
 
     async def _stop_containers(self, containers: list[ContainerInfo], grace: int) -> None:
