@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from nodeagent.cri.client import CRIClient
 from nodeagent.devenv.env import DevEnv
 from tests.agentproc import NODE_NAME, AgentProcess, container, phase, pod_manifest, running
+from tests.polling import wait_for
 
 
 async def exec_in(cri: CRIClient, pod: dict, name: str, *cmd: str) -> tuple[str, int]:
@@ -124,11 +124,7 @@ spec:
 
     agent.remove_manifest("vol.yaml")
     await agent.wait_gone("vol")
-    for _ in range(100):
-        if not (agent.root_dir / "pods" / uid).exists():
-            break
-        await asyncio.sleep(0.1)
-    assert not (agent.root_dir / "pods" / uid).exists()
+    await wait_for(lambda: not (agent.root_dir / "pods" / uid).exists())
     assert f" {ram} " not in Path("/proc/self/mountinfo").read_text(), "tmpfs must be unmounted"
     assert (host_dir / "from-host").exists(), "hostPath contents are never deleted"
 
@@ -264,12 +260,12 @@ async def test_orphans_removed_when_agent_restarts(agent: AgentProcess, devenv: 
     agent.remove_manifest("gone.yaml")
     agent.start()
     await agent.wait_gone("gone")
-    for _ in range(100):
+    async def gone_removed() -> bool:
         uids = {s.labels["io.kubernetes.pod.uid"] for s in await cri.list_pod_sandbox()}
-        if gone["metadata"]["uid"] not in uids:
-            break
-        await asyncio.sleep(0.1)
-    assert uids == {kept["metadata"]["uid"]}
+        return gone["metadata"]["uid"] not in uids
+
+    await wait_for(gone_removed)
+    assert {s.labels["io.kubernetes.pod.uid"] for s in await cri.list_pod_sandbox()} == {kept["metadata"]["uid"]}
     assert not (agent.root_dir / "pods" / gone["metadata"]["uid"]).exists()
 
 

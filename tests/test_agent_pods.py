@@ -13,6 +13,7 @@ from nodeagent.cri.client import CRIClient
 from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.devenv.env import DevEnv
 from tests.agentproc import NODE_NAME, AgentProcess, container, phase, pod_manifest, running
+from tests.polling import wait_for
 
 CONDITION_TYPES = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -115,11 +116,10 @@ async def test_edit_recreates_and_removal_stops(agent: AgentProcess, devenv: Dev
 
     agent.remove_manifest("app.yaml")
     await agent.wait_gone("app")
-    for _ in range(100):
-        if not await sandboxes_of(cri, new_uid):
-            break
-        await asyncio.sleep(0.1)
-    assert await sandboxes_of(cri, new_uid) == []
+    async def no_sandboxes() -> bool:
+        return not await sandboxes_of(cri, new_uid)
+
+    await wait_for(no_sandboxes, what="the old pod's sandboxes removed")
     assert not (agent.root_dir / "pods" / new_uid).exists()
 
 
@@ -294,12 +294,11 @@ spec:
     done = await agent.wait_pod("job", lambda p: phase(p) == "Succeeded", what="Succeeded")
     assert container(done, "main")["state"]["terminated"]["exitCode"] == 0
     uid = done["metadata"]["uid"]
-    for _ in range(100):
+    async def sidecar_exited() -> bool:
         states = {c.metadata.name: c.state for c in await containers_of(cri, uid)}
-        if states.get("sidecar") == pb.ContainerState.CONTAINER_EXITED:
-            break
-        await asyncio.sleep(0.1)
-    assert states["sidecar"] == pb.ContainerState.CONTAINER_EXITED, "the sidecar must stop with the pod"
+        return states.get("sidecar") == pb.ContainerState.CONTAINER_EXITED
+
+    await wait_for(sidecar_exited, what="the sidecar stopping with the pod")
 
 
 async def test_agent_sigkill_restart_adopts_running_pods(agent: AgentProcess, devenv: DevEnv,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import re
 from pathlib import Path
@@ -15,6 +14,7 @@ from nodeagent.cri.errors import AlreadyExistsError, InvalidRequestError, NotFou
 from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.devenv.env import DevEnv
 from nodeagent.devenv.podspecs import container_config, sandbox_config
+from tests.polling import wait_for
 
 CRI_LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d) (stdout|stderr) (F|P) (.*)$")
@@ -28,20 +28,6 @@ async def ensure_image(cri: CRIClient, image: str) -> str:
     """The kubelet's order: ImageStatus first, PullImage only when absent."""
     present = await cri.image_status(image)
     return present.id if present else await cri.pull_image(image)
-
-
-async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):
-    """Poll a sync or async predicate until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 def read_cgroup(controller: str, cgroup_path: str, name: str) -> str:
