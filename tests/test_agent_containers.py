@@ -199,7 +199,7 @@ async def test_termination_messages(agent: AgentProcess, devenv: DevEnv) -> None
         "msg", devenv.busybox, ["sh", "-c", "echo 'all done' > /dev/termination-log; exit 4"],
         restart_policy="Never"))
     agent.write_manifest("logs.yaml", pod_manifest(
-        "logs", devenv.busybox, ["sh", "-c", "echo line one; echo line two >&2; exit 5"],
+        "logs", devenv.busybox, ["sh", "-c", "echo line one; echo line two; exit 5"],
         restart_policy="Never", container_extra="    terminationMessagePolicy: FallbackToLogsOnError\n"))
     msg = await agent.wait_pod("msg", lambda p: phase(p) == "Failed")
     terminated = container(msg, "main")["state"]["terminated"]

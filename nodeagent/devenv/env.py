@@ -129,11 +129,7 @@ class DevEnv:
         left under `workdir` (an agent's root dir holds tmpfs emptyDirs)."""
         run_coroutine(lambda: remove_all_pods(self.endpoint))
         if workdir is not None:
-            prefix = str(workdir.resolve())
-            with open("/proc/self/mountinfo") as f:
-                points = [line.split()[4] for line in f]
-            for mount in sorted((p for p in points if p.startswith(prefix + "/")), key=len, reverse=True):
-                subprocess.run(["umount", "-l", mount], capture_output=True)
+            _unmount_all(_mounts_under(workdir.resolve()))
         for cgroup in self._own_cgroups():
             for child in [p for p in cgroup.iterdir() if p.is_dir()]:
                 _rmdir_tree(child)
@@ -162,10 +158,7 @@ class DevEnv:
         return found
 
     def _own_mounts(self) -> list[str]:
-        prefix = str(self.base)
-        with open("/proc/self/mountinfo") as f:
-            points = [line.split()[4] for line in f]
-        return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+        return _mounts_under(self.base)
 
     def _own_cgroups(self) -> list[Path]:
         found = []
@@ -200,8 +193,7 @@ class DevEnv:
             for procs in cgroup.rglob("cgroup.procs"):
                 for pid in procs.read_text().split():
                     _kill(int(pid))
-        for mount in sorted(self._own_mounts(), key=len, reverse=True):
-            subprocess.run(["umount", "-l", mount], capture_output=True)
+        _unmount_all(self._own_mounts())
         for cgroup in self._own_cgroups():
             _rmdir_tree(cgroup)
         if Path(f"/sys/class/net/{self.bridge}").exists():
@@ -237,6 +229,19 @@ async def remove_all_pods(endpoint: str) -> None:
                     await step(sandbox.id)
                 except NotFoundError:
                     pass
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path)
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
+def _unmount_all(mounts: list[str]) -> None:
+    """Deepest first; lazily, so a busy mount cannot stop the cleanup."""
+    for mount in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
 
 
 def _kill(pid: int) -> None:

@@ -226,6 +226,7 @@ class PodWorker:
         phase = self._phase(observed)
         if phase in (SUCCEEDED, FAILED):
             self.view.terminal_phase = phase
+            self.view.waiting = {}  # nothing restarts now: show how each container ended
             self._log.info("pod finished", phase=phase)
             await self._publish(observed)  # report the exit before the slow sandbox stop
             await self._stop_sandboxes(observed)
