@@ -79,8 +79,8 @@ def run_demo(env: DevEnv, workdir: Path, keep: bool) -> None:
         print(f"pods      {base_url}/pods   (read-only API, v1 PodList)")
         print(f"manifests {base_url}/nodeagent/manifests")
         print(f"agent log {log_path}")
-        print(f"try       .venv/bin/nodeagent pods --server {base_url}")
         if keep:
+            print(f"try       .venv/bin/nodeagent pods --server {base_url}")
             print("\nkept running; edit or add manifests in the directory above; Ctrl-C to stop")
             try:
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
