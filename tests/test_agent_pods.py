@@ -386,3 +386,31 @@ async def test_malformed_corpus_refused_while_a_good_pod_runs(agent: AgentProces
     assert all(name in table for name in EXPECTED)
     assert agent.process is not None and agent.process.poll() is None
     assert "Traceback" not in agent.log_file.read_text()
+
+
+async def test_runtime_restart_under_a_running_agent(devenv: DevEnv, tmp_path: Path) -> None:
+    """containerd dies and comes back: the agent survives, pods keep running, nothing restarts."""
+    env = DevEnv(name="rtcrash", share_images_from=devenv)
+    env.up()
+    proc = AgentProcess(env, tmp_path)
+    try:
+        proc.start()
+        proc.write_manifest("steady.yaml", pod_manifest("steady", env.busybox, ["sleep", "3600"]))
+        before = await proc.wait_pod("steady", running)
+        container_id = container(before, "main")["containerID"]
+
+        env.containerd.kill()
+        await asyncio.sleep(2)  # relists and syncs fail meanwhile
+        assert proc.process is not None and proc.process.poll() is None, "the agent must not exit"
+        env.containerd.start()
+
+        after = await proc.wait_pod("steady", lambda p: running(p) and container(p, "main")["containerID"]
+                                    == container_id, what="same container Running again")
+        assert container(after, "main")["restartCount"] == 0
+        proc.write_manifest("fresh.yaml", pod_manifest("fresh", env.busybox, ["sleep", "3600"]))
+        await proc.wait_pod("fresh", running, what="a new pod starts after the runtime came back")
+        assert "Traceback" not in proc.log_file.read_text()
+    finally:
+        proc.stop()
+        env.down()
+    assert env.leaks() == []
