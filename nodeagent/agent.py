@@ -44,7 +44,6 @@ class Agent:
         self.server: LocalServer | None = None
         self.source: StaticPodSource | None = None
         self.static_snapshot: StaticSnapshot | None = None
-        self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -86,7 +85,6 @@ class Agent:
         log.info("nodeagent ready", node=node_name, node_ips=list(node_ips),
                  healthz_port=self.server.bound_ports.healthz,
                  read_only_port=self.server.bound_ports.read_only)
-        self.ready.set()
         try:
             await self._stop.wait()
         finally:

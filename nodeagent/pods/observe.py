@@ -15,11 +15,7 @@ from nodeagent.cri.errors import NotFoundError
 from nodeagent.cri.pb import api_pb2 as pb
 
 POD_UID_LABEL = "io.kubernetes.pod.uid"
-POD_NAME_LABEL = "io.kubernetes.pod.name"
-POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
-CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
 HASH_ANNOTATION = "io.kubernetes.container.hash"
-RESTART_COUNT_ANNOTATION = "io.kubernetes.container.restartCount"
 GRACE_ANNOTATION = "io.kubernetes.pod.terminationGracePeriod"
 # The CrashLoopBackOff state carried by the container it delayed, so it
 # survives agent restarts: the delay that applies after this container
@@ -65,20 +61,8 @@ class ContainerInfo:
     annotations: dict[str, str] = field(hash=False, compare=False)
 
     @property
-    def running(self) -> bool:
-        return self.state == RUNNING
-
-    @property
-    def exited(self) -> bool:
-        return self.state == EXITED
-
-    @property
     def spec_hash(self) -> str:
         return self.annotations.get(HASH_ANNOTATION, "")
-
-    @property
-    def ran_seconds(self) -> float:
-        return max(0, self.finished_at - self.started_at) / 1e9 if self.started_at else 0.0
 
 
 @dataclass(frozen=True)
@@ -150,16 +134,14 @@ class PodObserver:
     async def with_new_sandbox(self, observed: ObservedPod, sandbox_id: str) -> ObservedPod:
         """`observed` plus a sandbox just created (newest, so first)."""
         status = (await self.cri.pod_sandbox_status(sandbox_id)).status
-        net = status.network
-        self._ips[sandbox_id] = tuple(ip for ip in [net.ip, *(a.ip for a in net.additional_ips)] if ip)
+        self._ips[sandbox_id] = _ips(status.network)
         info = SandboxInfo(sandbox_id, status.metadata.attempt, status.state, status.created_at,
                            self._ips[sandbox_id])
         return ObservedPod(self.uid, (info, *observed.sandboxes), observed.containers)
 
     async def sandbox_ips(self, sandbox_id: str) -> tuple[str, ...]:
         if sandbox_id not in self._ips:
-            net = (await self.cri.pod_sandbox_status(sandbox_id)).status.network
-            self._ips[sandbox_id] = tuple(ip for ip in [net.ip, *(a.ip for a in net.additional_ips)] if ip)
+            self._ips[sandbox_id] = _ips((await self.cri.pod_sandbox_status(sandbox_id)).status.network)
         return self._ips[sandbox_id]
 
     async def with_containers(self, observed: ObservedPod,
@@ -179,6 +161,11 @@ class PodObserver:
         if info is not None and info.state == EXITED:
             self._exited[container_id] = info
         return info
+
+
+def _ips(network: pb.PodSandboxNetworkStatus) -> tuple[str, ...]:
+    """Primary IP first, then the additional ones (one per family)."""
+    return tuple(ip for ip in [network.ip, *(a.ip for a in network.additional_ips)] if ip)
 
 
 async def _container_info(cri: CRIClient, container_id: str, sandbox_id: str) -> ContainerInfo | None:

@@ -3,8 +3,9 @@
 containerd 1.6 has no GetContainerEvents, so the relister lists sandboxes
 and containers every `period` and tells the worker of each pod whose
 objects appeared, vanished or changed state; the worker syncs only if that is
-not what it last observed itself (its own actions cause most changes). At 100 ms (the kubelet relists
-every 1 s) an exit is noticed within ~100 ms for two cheap List calls.
+not what it last observed itself (its own actions cause most changes). At
+100 ms (the kubelet relists every 1 s) an exit is noticed within ~100 ms for
+two cheap List calls.
 """
 
 from __future__ import annotations
