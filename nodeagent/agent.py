@@ -16,9 +16,19 @@ from typing import Any
 import structlog
 
 from nodeagent import hostinfo
+from nodeagent.cgroups import names as cgroup_names
+from nodeagent.cgroups.detect import (
+    CgroupSetupError, check_setup, detect_host, driver_from_runtime_config, driver_from_status_info,
+)
+from nodeagent.cgroups.fs import CgroupError, CgroupV1, CgroupV2
+from nodeagent.cgroups.manager import CgroupManager
+from nodeagent.cgroups.values import ResourcePolicy
 from nodeagent.config import AgentConfig
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError, NotCRIEndpoint, UnsupportedRuntime
+from nodeagent.node.capacity import (
+    NodeResources, ReservationError, allocatable, machine_capacity, parse_reservation, pods_cgroup_budget,
+)
 from nodeagent.oci.puller import ImagePuller
 from nodeagent.pods.crispec import NodeContext
 from nodeagent.pods.manager import PodManager
@@ -46,6 +56,10 @@ class Agent:
         self.static_snapshot: StaticSnapshot | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self.cgroups: CgroupManager | None = None
+        self.node_capacity: NodeResources | None = None
+        self.node_allocatable: NodeResources | None = None
+        self.oom_score_adj_restricted = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -56,14 +70,19 @@ class Agent:
         log.info("starting nodeagent", node=node_name, runtime=config.container_runtime_endpoint,
                  static_pod_path=config.static_pod_path or None)
         version = await self._wait_for_runtime()
+        cgroups = await self._setup_cgroups()
+        allocatable_now = self.node_allocatable
+        assert allocatable_now is not None
         node_ips = (config.node_ip,) if config.node_ip else (hostinfo.default_node_ip(),)
         node = NodeContext(
             node_name=node_name, node_ips=node_ips,
-            allocatable_cpu_millis=hostinfo.cpu_capacity_millis(),
-            allocatable_memory_bytes=hostinfo.memory_capacity_bytes(),
-            pod_logs_dir=Path(config.pod_logs_dir), root_dir=Path(config.root_dir))
+            allocatable_cpu_millis=allocatable_now.cpu,
+            allocatable_memory_bytes=allocatable_now.memory,
+            allocatable_ephemeral_storage_bytes=allocatable_now.ephemeral_storage,
+            pod_logs_dir=Path(config.pod_logs_dir), root_dir=Path(config.root_dir),
+            resources=cgroups.policy)
         deps = WorkerDeps(cri=self.cri, images=ImagePuller(self.cri, serialize=config.serialize_image_pulls),
-                          node=node, runtime_name=version.runtime_name, cgroup_root=config.cgroup_root,
+                          node=node, runtime_name=version.runtime_name, cgroups=cgroups,
                           on_status=lambda uid, status: None, resync_period=config.sync_frequency,
                           executor=self.executor)
         sources = [STATIC_SOURCE] if config.static_pod_path else []
@@ -71,7 +90,7 @@ class Agent:
         self.relister = Relister(self.cri, manager.runtime_changed)
         manager.runtime_state = self.relister.state_of
         # Adopt what runs before the first relist event arrives.
-        self._spawn(self.relister.run(), manager.housekeeping())
+        self._spawn(self.relister.run(), manager.housekeeping(), cgroups.run_periodic())
         if config.static_pod_path:
             self.source = StaticPodSource(Path(config.static_pod_path), node_name, self._on_static,
                                           resync_period=config.file_check_frequency)
@@ -80,7 +99,7 @@ class Agent:
                                   read_only_port=config.read_only_port,
                                   healthz_address=config.healthz_bind_address,
                                   pods=manager.pod_objects, checks=self._health_checks,
-                                  extra=self._manifest_report)
+                                  extra=self._manifest_report, node=self._node_report)
         await self.server.start()
         log.info("nodeagent ready", node=node_name, node_ips=list(node_ips),
                  healthz_port=self.server.bound_ports.healthz,
@@ -89,6 +108,68 @@ class Agent:
             await self._stop.wait()
         finally:
             await self._shutdown()
+
+    async def _setup_cgroups(self) -> CgroupManager:
+        """Detect the host's cgroups, refuse a driver mismatch, create kubepods
+        and the QoS tiers limited to what the pods may use."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+        host = await loop.run_in_executor(self.executor, detect_host)
+        check_setup(config.cgroup_driver, host, await self._runtime_cgroup_driver())
+        try:
+            root = cgroup_names.parse_root(config.cgroup_root, config.cgroup_driver)
+            system_reserved = parse_reservation("systemReserved", config.system_reserved)
+            kube_reserved = parse_reservation("kubeReserved", config.kube_reserved)
+        except (cgroup_names.CgroupNameError, ReservationError) as exc:
+            raise CgroupSetupError(str(exc)) from None
+        capacity = await loop.run_in_executor(self.executor, machine_capacity,
+                                              Path(config.root_dir), config.max_pods)
+        self.node_capacity = capacity
+        # Until the eviction manager owns the thresholds: the kubelet's default hard ones.
+        hard = {"memory": 100 * 2**20, "ephemeral-storage": capacity.ephemeral_storage // 10}
+        self.node_allocatable = allocatable(capacity, system_reserved, kube_reserved, hard)
+        self.oom_score_adj_restricted = not hostinfo.can_lower_oom_score_adj()
+        if self.oom_score_adj_restricted:
+            log.warning("this host cannot set negative oom_score_adj (no CAP_SYS_RESOURCE): "
+                        "Guaranteed and node-critical pods get 0 instead of -997",
+                        oom_score_adj_floor=0)
+        policy = ResourcePolicy(
+            memory_capacity=capacity.memory, cpu_cfs_quota=config.cpu_cfs_quota,
+            cpu_cfs_quota_period=int(round(config.cpu_cfs_quota_period * 1_000_000)),
+            pod_pids_limit=config.pod_pids_limit,
+            oom_score_adj_floor=0 if self.oom_score_adj_restricted else -1000)
+        backend = CgroupV2() if host.version == 2 else CgroupV1()
+        manager = CgroupManager(backend, driver=config.cgroup_driver, root=root, policy=policy,
+                                pods_budget=pods_cgroup_budget(capacity, system_reserved, kube_reserved),
+                                executor=self.executor)
+        try:
+            await manager.start()
+        except CgroupError as exc:
+            raise CgroupSetupError(f"cannot set up the pod cgroups under {config.cgroup_root}: {exc}") from None
+        self.cgroups = manager
+        return manager
+
+    async def _runtime_cgroup_driver(self) -> str | None:
+        """RuntimeConfig (CRI 1.28+), else containerd's verbose Status."""
+        try:
+            return driver_from_runtime_config(await self.cri.runtime_config())
+        except CRIError:
+            pass
+        try:
+            return driver_from_status_info(dict((await self.cri.status(verbose=True)).info))
+        except CRIError:
+            return None
+
+    def _node_report(self) -> dict[str, Any]:
+        """GET /nodeagent/node: what node status will carry once an API server is configured."""
+        capacity, alloc, cgroups = self.node_capacity, self.node_allocatable, self.cgroups
+        return {
+            "capacity": capacity.as_quantities() if capacity else {},
+            "allocatable": alloc.as_quantities() if alloc else {},
+            "cgroupDriver": self.config.cgroup_driver,
+            "cgroupVersion": cgroups.backend.version if cgroups else None,
+            "oomScoreAdjRestricted": self.oom_score_adj_restricted,
+        }
 
     async def _wait_for_runtime(self):
         while True:
@@ -140,6 +221,7 @@ class Agent:
 
 
 async def run_agent(config: AgentConfig) -> None:
+    """Raises CgroupSetupError when the node cannot run pods as configured."""
     agent = Agent(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

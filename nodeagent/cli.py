@@ -25,6 +25,26 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _bool(text: str) -> bool:
+    """Go's strconv.ParseBool, as kubelet boolean flags take it."""
+    if text in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if text in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (true or false)")
+
+
+def _resource_map(text: str) -> dict[str, str]:
+    """kubelet map flags: `cpu=200m,memory=500Mi`."""
+    out: dict[str, str] = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise argparse.ArgumentTypeError(f"invalid entry {item!r}: expected name=quantity")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nodeagent",
@@ -60,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--node-ip", metavar="IP", help="node IP (default: the default route's address)")
     run.add_argument("--max-pods", type=int, metavar="N", help="pods this node admits (default 110)")
     run.add_argument("--cgroup-root", metavar="PATH", help="root of the pod cgroups (default /)")
+    run.add_argument("--cgroup-driver", metavar="DRIVER", help="cgroupfs or systemd; must match the runtime's (default cgroupfs)")
+    run.add_argument("--pod-max-pids", dest="pod_pids_limit", type=int, metavar="N",
+                     help="pids.max of each pod cgroup; -1 = unlimited (podPidsLimit, default -1)")
+    run.add_argument("--cpu-cfs-quota", type=_bool, metavar="BOOL", help="enforce CPU limits with CFS quota (default true)")
+    run.add_argument("--cpu-cfs-quota-period", type=_duration, metavar="DURATION", help="CFS period (default 100ms)")
+    run.add_argument("--system-reserved", type=_resource_map, metavar="LIST",
+                     help="resources kept for the OS, e.g. cpu=200m,memory=500Mi,ephemeral-storage=1Gi,pid=1000")
+    run.add_argument("--kube-reserved", type=_resource_map, metavar="LIST",
+                     help="resources kept for the agent and the runtime (same syntax)")
     run.add_argument("--address", metavar="IP", help="read-only API bind address (default 127.0.0.1)")
     run.add_argument("--read-only-port", type=int, metavar="PORT", help="read-only API port; 0 disables (default 10255)")
     run.add_argument("--healthz-bind-address", metavar="IP", help="healthz bind address (default 127.0.0.1)")
@@ -80,11 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
 _RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_pod_path", "root_dir",
               "pod_logs_dir", "hostname_override", "node_ip", "max_pods", "cgroup_root", "address",
               "read_only_port", "healthz_bind_address", "healthz_port", "runtime_request_timeout",
-              "sync_frequency", "file_check_frequency")
+              "sync_frequency", "file_check_frequency", "cgroup_driver", "pod_pids_limit", "cpu_cfs_quota",
+              "cpu_cfs_quota_period", "system_reserved", "kube_reserved")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nodeagent.agent import run_agent  # the agent's imports are not needed by other commands
+    from nodeagent.cgroups.detect import CgroupSetupError
 
     try:
         file_values = load_config_file(args.config) if args.config else {}
@@ -92,7 +123,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(run_agent(config))
+    try:
+        asyncio.run(run_agent(config))
+    except CgroupSetupError as exc:
+        print(f"nodeagent: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import yaml
@@ -55,6 +55,12 @@ class AgentConfig:
     sync_frequency: float = 60.0
     file_check_frequency: float = 20.0
     serialize_image_pulls: bool = True
+    cgroup_driver: str = "cgroupfs"
+    pod_pids_limit: int = -1
+    cpu_cfs_quota: bool = True
+    cpu_cfs_quota_period: float = 0.1
+    system_reserved: dict[str, str] = field(default_factory=dict)
+    kube_reserved: dict[str, str] = field(default_factory=dict)
     # Flag-only settings (kubelet has no config field for these).
     root_dir: str = "/var/lib/kubelet"
     hostname_override: str = ""
@@ -74,8 +80,11 @@ _FILE_FIELDS = {
     "imageServiceEndpoint": "image_service_endpoint",
     "runtimeRequestTimeout": "runtime_request_timeout", "syncFrequency": "sync_frequency",
     "fileCheckFrequency": "file_check_frequency", "serializeImagePulls": "serialize_image_pulls",
+    "cgroupDriver": "cgroup_driver", "podPidsLimit": "pod_pids_limit", "cpuCFSQuota": "cpu_cfs_quota",
+    "cpuCFSQuotaPeriod": "cpu_cfs_quota_period", "systemReserved": "system_reserved",
+    "kubeReserved": "kube_reserved",
 }
-_DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency"}
+_DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency", "cpu_cfs_quota_period"}
 
 
 def load_config_file(path: str) -> dict[str, Any]:
@@ -118,10 +127,18 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
         elif types[name] is str and not isinstance(value, str):
             raise ConfigError(f"{name}: expected a string, got {value!r}")
+        elif types[name] is dict:
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise ConfigError(f"{name}: expected a map of resource names to quantities, got {value!r}")
+            value = {k: str(v) for k, v in value.items()}
         setattr(config, name, value)
     for port in ("read_only_port", "healthz_port"):
         if not 0 <= getattr(config, port) <= 65535:
             raise ConfigError(f"{port}: {getattr(config, port)} is not a port (0 disables)")
+    if config.cgroup_driver not in ("cgroupfs", "systemd"):
+        raise ConfigError(f"cgroupDriver: must be cgroupfs or systemd, got {config.cgroup_driver!r}")
+    if not 0.001 <= config.cpu_cfs_quota_period <= 1.0:
+        raise ConfigError(f"cpuCFSQuotaPeriod: must be between 1ms and 1s, got {config.cpu_cfs_quota_period}s")
     if config.max_pods < 1:
         raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
     return config

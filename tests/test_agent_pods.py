@@ -80,7 +80,9 @@ async def test_static_pod_runs_with_kubelet_status_shape(agent: AgentProcess, de
 
     log_path = agent.logs_dir / f"default_web-{NODE_NAME}_{uid}" / "main" / "0.log"
     assert status_resp.status.log_path == str(log_path)
-    assert re.search(r"^\S+ stdout F started$", log_path.read_text(), re.M)
+    # The container writes after it started; the runtime copies the line soon after.
+    await wait_for(lambda: re.search(r"^\S+ stdout F started$", log_path.read_text(), re.M),
+                   timeout=10, what="the container's first line in its CRI log")
 
     table = await asyncio.to_thread(_pods_table, agent)
     assert re.search(rf"^default\s+web-{NODE_NAME}\s+1/1\s+Running\s+0\s+\S+\s+{re.escape(status['podIP'])}$",

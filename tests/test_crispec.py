@@ -521,15 +521,6 @@ def test_resources(ctx: NodeContext, limits: dict[str, str], requests: dict[str,
     res = cconfig(make_pod(c), ctx).linux.resources
     assert (res.cpu_shares, res.cpu_quota, res.cpu_period, res.memory_limit_in_bytes) == \
         (shares, quota, 100000, memory)
-    assert res.oom_score_adj == 0
-
-
-def test_cpu_conversions() -> None:
-    assert crispec.milli_cpu_to_shares(100) == 102
-    assert crispec.milli_cpu_to_shares(0) == 2
-    assert crispec.milli_cpu_to_quota(250) == 25000
-    assert crispec.milli_cpu_to_quota(0) == 0
-    assert crispec.milli_cpu_to_quota(5) == 1000
 
 
 # -- security context ----------------------------------------------------------------

@@ -245,6 +245,11 @@ class CRIClient:
     async def status(self, verbose: bool = False) -> pb.StatusResponse:
         return await self._rt("Status", pb.StatusRequest(verbose=verbose), read=True)
 
+    async def runtime_config(self) -> pb.RuntimeConfigResponse:
+        """The runtime's cgroup driver (CRI 1.28+; containerd 1.6 lacks it and
+        answers UNIMPLEMENTED, raised as NotCRIEndpoint)."""
+        return await self._rt("RuntimeConfig", pb.RuntimeConfigRequest(), read=True)
+
     async def run_pod_sandbox(self, config: pb.PodSandboxConfig, runtime_handler: str = "") -> str:
         resp = await self._rt("RunPodSandbox", pb.RunPodSandboxRequest(
             config=config, runtime_handler=runtime_handler))

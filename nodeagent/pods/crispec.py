@@ -39,6 +39,7 @@ from nodeagent.api.types import (
     SleepAction,
     TCPSocketAction,
 )
+from nodeagent.cgroups import values as cgroup_values
 from nodeagent.cri.pb import api_pb2 as pb
 
 # -- labels and annotations (kuberuntime/labels.go, k8s.io/kubelet/pkg/types) ----
@@ -55,15 +56,6 @@ ANNOTATION_DELETION_GRACE_PERIOD = "io.kubernetes.pod.deletionGracePeriod"
 ANNOTATION_TERMINATION_GRACE_PERIOD = "io.kubernetes.pod.terminationGracePeriod"
 ANNOTATION_PRESTOP_HANDLER = "io.kubernetes.container.preStopHandler"
 ANNOTATION_PORTS = "io.kubernetes.container.ports"
-
-# -- cgroup conversions (cm/helpers_linux.go) ----------------------------------
-
-MIN_SHARES = 2
-MAX_SHARES = 262144
-SHARES_PER_CPU = 1024
-MILLI_CPU_TO_CPU = 1000
-QUOTA_PERIOD = 100000
-MIN_QUOTA_PERIOD = 1000
 
 # -- limits ---------------------------------------------------------------------
 
@@ -110,6 +102,8 @@ class NodeContext:
     pod_logs_dir: Path
     root_dir: Path
     resolv_conf: Path = Path("/etc/resolv.conf")
+    # cpuCFSQuota, podPidsLimit, machine memory, the host's OOM score floor.
+    resources: cgroup_values.ResourcePolicy = cgroup_values.ResourcePolicy(memory_capacity=0)
     # Fallback for limits.ephemeral-storage in resourceFieldRef (0 = unknown).
     allocatable_ephemeral_storage_bytes: int = 0
 
@@ -516,38 +510,6 @@ def container_mounts(container: Container, mounts: Mapping[str, str],
     return result
 
 
-# -- resources (kuberuntime_container_linux.go calculateLinuxResources) ----------
-
-def milli_cpu_to_shares(milli_cpu: int) -> int:
-    """MilliCPUToShares: 1024 per core, clamped to [2, 262144]."""
-    if milli_cpu == 0:
-        return MIN_SHARES
-    return max(MIN_SHARES, min(MAX_SHARES, milli_cpu * SHARES_PER_CPU // MILLI_CPU_TO_CPU))
-
-
-def milli_cpu_to_quota(milli_cpu: int, period: int = QUOTA_PERIOD) -> int:
-    """MilliCPUToQuota: 0 means no limit; otherwise at least 1ms per period."""
-    if milli_cpu == 0:
-        return 0
-    return max(MIN_QUOTA_PERIOD, milli_cpu * period // MILLI_CPU_TO_CPU)
-
-
-def container_resources(container: Container) -> pb.LinuxContainerResources:
-    """cpu shares from the request (the limit when only a limit is set), CFS quota from
-    the limit, memory limit in bytes; oom_score_adj is left for the cgroups code."""
-    res = container.resources
-    request = res.requests.get("cpu")
-    limit = res.limits.get("cpu")
-    limit_milli = limit.milli_value() if limit is not None else 0
-    request_milli = request.milli_value() if request is not None else 0
-    shares = milli_cpu_to_shares(limit_milli if request_milli == 0 and limit_milli else request_milli)
-    memory = res.limits.get("memory")
-    # The kubelet always sends the period (cpuCFSQuota default true); quota 0 = unlimited.
-    return pb.LinuxContainerResources(
-        cpu_shares=shares, cpu_period=QUOTA_PERIOD, cpu_quota=milli_cpu_to_quota(limit_milli),
-        memory_limit_in_bytes=memory.value() if memory is not None else 0)
-
-
 # -- security context (kuberuntime/security_context.go, pkg/securitycontext) -----
 
 def effective_run_as_user(pod: Pod, container: Container) -> int | None:
@@ -758,5 +720,5 @@ def container_config(pod: Pod, container: Container, ctx: NodeContext, *, attemp
         stdin_once=container.stdin_once,
         tty=container.tty,
         linux=pb.LinuxContainerConfig(
-            resources=container_resources(container),
+            resources=cgroup_values.container_resources(pod, container, ctx.resources),
             security_context=container_security_context(pod, container, ctx)))

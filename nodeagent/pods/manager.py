@@ -16,6 +16,7 @@ import structlog
 
 from nodeagent.api.codec import encode
 from nodeagent.api.types import Pod, PodStatus
+from nodeagent.cgroups.fs import CgroupError
 from nodeagent.cri.errors import CRIError, NotFoundError
 from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.pods import volumes
@@ -68,6 +69,10 @@ class PodManager:
                 self.pods[uid] = pod
                 if uid in self.workers:
                     self.workers[uid].update(pod)
+        self._cgroups_in_use()
+
+    def _cgroups_in_use(self) -> None:
+        self.deps.cgroups.set_active_pods(w.pod for w in self.workers.values())
 
     def _add(self, pod: Pod) -> None:
         uid = pod.metadata.uid
@@ -106,6 +111,7 @@ class PodManager:
         finally:
             if self.workers.get(worker.uid) is worker:
                 del self.workers[worker.uid]
+                self._cgroups_in_use()
             if worker.uid not in self.pods:
                 self.statuses.pop(worker.uid, None)
             self._changes += 1
@@ -163,7 +169,8 @@ class PodManager:
             if self.sources_ready:
                 try:
                     await self.remove_orphans()
-                except CRIError as exc:
+                    await self.deps.cgroups.remove_orphans()
+                except (CRIError, CgroupError) as exc:
                     log.warning("housekeeping failed", error=str(exc))
 
     async def remove_orphans(self) -> None:

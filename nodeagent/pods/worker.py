@@ -20,6 +20,8 @@ from typing import Any
 import structlog
 
 from nodeagent.api.types import Container, Pod, PodStatus
+from nodeagent.cgroups.fs import CgroupError
+from nodeagent.cgroups.manager import CgroupManager
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError, NotFoundError, RuntimeUnavailable
 from nodeagent.oci.puller import ImageError, ImagePuller
@@ -47,7 +49,7 @@ class WorkerDeps:
     images: ImagePuller
     node: crispec.NodeContext
     runtime_name: str
-    cgroup_root: str
+    cgroups: CgroupManager
     on_status: Callable[[str, PodStatus], None]
     resync_period: float = 60.0  # kubelet syncFrequency
     executor: Any = None
@@ -68,11 +70,6 @@ def go_duration(seconds: float) -> str:
 def pod_desc(pod: Pod) -> str:
     """kubelet format.Pod: name_namespace(uid)."""
     return f"{pod.metadata.name}_{pod.metadata.namespace}({pod.metadata.uid})"
-
-
-def cgroup_parent(cgroup_root: str, pod: Pod) -> str:
-    """cgroupfs name of the pod's cgroup; QoS tiers come with the cgroups manager."""
-    return f"{cgroup_root.rstrip('/')}/kubepods/pod{pod.metadata.uid}"
 
 
 @dataclass
@@ -313,12 +310,23 @@ class PodWorker:
 
     def _sandbox_config(self, attempt: int):  # -> pb.PodSandboxConfig
         return crispec.sandbox_config(self.pod, self.deps.node, attempt=attempt,
-                                      cgroup_parent=cgroup_parent(self.deps.cgroup_root, self.pod))
+                                      cgroup_parent=self.deps.cgroups.pod_parent(self.pod))
 
     async def _create_sandbox(self, observed: ObservedPod, plan: _Plan) -> ObservedPod | None:
         """RunPodSandbox; returns the pod as observed with its new sandbox."""
         attempt = observed.sandbox.attempt + 1 if observed.sandbox else 0
         config = self._sandbox_config(attempt)
+        try:
+            await self.deps.cgroups.ensure_pod(self.pod)
+        except CgroupError as exc:
+            # kubelet: "failed to ensure that the pod: <uid> cgroups exist and are correctly applied"
+            self._log.warning("pod cgroup setup failed", error=str(exc))
+            self.view.reason, self.view.message = "", ""
+            for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
+                self.view.waiting[c.name] = Waiting("ContainerCreating", f"failed to ensure that the pod: "
+                                                    f"{self.uid} cgroups exist and are correctly applied: {exc}")
+            plan.soon(SYNC_ERROR_BACKOFF)
+            return None
         await self._blocking(Path(config.log_directory).mkdir, parents=True, exist_ok=True)
         try:
             sandbox_id = await self.deps.cri.run_pod_sandbox(config)
@@ -514,6 +522,7 @@ class PodWorker:
         for s in observed.sandboxes:
             await self._ignore_missing(self.deps.cri.stop_pod_sandbox(s.id))
             await self._ignore_missing(self.deps.cri.remove_pod_sandbox(s.id))
+        await self.deps.cgroups.remove_pod(self.pod)
         await self._blocking(volumes.cleanup_pod_dir, self.deps.node.root_dir, self.uid)
         await self._blocking(_remove_tree, crispec.pod_log_dir(self.pod, self.deps.node))
         self._terminated_cleanly = True

@@ -12,7 +12,8 @@ Listeners (kubelet semantics: port 0 disables a listener):
     and the nodeagent-specific `GET /nodeagent/manifests`: the JSON `extra()`
     returns (the agent passes the static pod source's `StaticSnapshot.report()`:
     invalid manifests and warnings, which the kubelet only logs); 404 when no
-    `extra` is given.
+    `extra` is given; `GET /nodeagent/node`: the JSON `node()` returns
+    (capacity, allocatable, cgroup facts, pressure conditions).
     Unknown paths: 404; other methods on a known path: 405.
 
 `/healthz` follows the apiserver healthz handler: "ok" when every check
@@ -88,6 +89,7 @@ class LocalServer:
                  pods: Callable[[], list[dict[str, Any]]],
                  checks: Callable[[], list[HealthCheck]],
                  extra: Callable[[], dict[str, Any]] | None = None,
+                 node: Callable[[], dict[str, Any]] | None = None,
                  healthz_address: str | None = None,
                  healthz_socket: socket.socket | None = None,
                  read_only_socket: socket.socket | None = None) -> None:
@@ -103,6 +105,7 @@ class LocalServer:
         self._pods = pods
         self._checks = checks
         self._extra = extra
+        self._node = node
         self._runners: dict[str, web.AppRunner] = {}
         self._bound = BoundPorts()
         self._last_failing: tuple[str, ...] = ()
@@ -177,6 +180,7 @@ class LocalServer:
         app = self._healthz_app()
         app.router.add_get("/pods", self._handle_pods)
         app.router.add_get("/nodeagent/manifests", self._handle_manifests)
+        app.router.add_get("/nodeagent/node", self._handle_node)
         return app
 
     @web.middleware
@@ -258,6 +262,11 @@ class LocalServer:
                                "items": items}, separators=(",", ":")).encode()
             self._pods_body = (items, body)
         return web.Response(body=self._pods_body[1], content_type="application/json")
+
+    async def _handle_node(self, request: web.Request) -> web.Response:
+        if self._node is None:
+            raise web.HTTPNotFound()
+        return _json(self._node())
 
     async def _handle_manifests(self, request: web.Request) -> web.Response:
         if self._extra is None:
