@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import yaml
@@ -55,6 +55,14 @@ class AgentConfig:
     sync_frequency: float = 60.0
     file_check_frequency: float = 20.0
     serialize_image_pulls: bool = True
+    # Eviction (nodeagent/eviction/thresholds.py); evictionHard None = the kubelet defaults.
+    eviction_hard: dict[str, str] | None = None
+    eviction_soft: dict[str, str] = field(default_factory=dict)
+    eviction_soft_grace_period: dict[str, str] = field(default_factory=dict)
+    eviction_minimum_reclaim: dict[str, str] = field(default_factory=dict)
+    merge_default_eviction_settings: bool = False
+    eviction_pressure_transition_period: float = 300.0
+    eviction_max_pod_grace_period: int = 0
     # Flag-only settings (kubelet has no config field for these).
     root_dir: str = "/var/lib/kubelet"
     hostname_override: str = ""
@@ -74,8 +82,16 @@ _FILE_FIELDS = {
     "imageServiceEndpoint": "image_service_endpoint",
     "runtimeRequestTimeout": "runtime_request_timeout", "syncFrequency": "sync_frequency",
     "fileCheckFrequency": "file_check_frequency", "serializeImagePulls": "serialize_image_pulls",
+    "evictionHard": "eviction_hard", "evictionSoft": "eviction_soft",
+    "evictionSoftGracePeriod": "eviction_soft_grace_period",
+    "evictionMinimumReclaim": "eviction_minimum_reclaim",
+    "mergeDefaultEvictionSettings": "merge_default_eviction_settings",
+    "evictionPressureTransitionPeriod": "eviction_pressure_transition_period",
+    "evictionMaxPodGracePeriod": "eviction_max_pod_grace_period",
 }
-_DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency"}
+_DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency",
+              "eviction_pressure_transition_period"}
+_MAPS = {"eviction_hard", "eviction_soft", "eviction_soft_grace_period", "eviction_minimum_reclaim"}
 
 
 def load_config_file(path: str) -> dict[str, Any]:
@@ -112,6 +128,14 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
     for name, value in merged.items():
         if name in _DURATIONS:
             value = parse_duration(value)
+        elif name in _MAPS:
+            if value is None:
+                value = None if name == "eviction_hard" else {}  # null: as if absent
+            elif not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise ConfigError(f"{name}: expected a map of strings, got {value!r}")
+            else:
+                value = dict(value)
         elif types[name] is bool and not isinstance(value, bool):
             raise ConfigError(f"{name}: expected true or false, got {value!r}")
         elif types[name] is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -124,4 +148,6 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
             raise ConfigError(f"{port}: {getattr(config, port)} is not a port (0 disables)")
     if config.max_pods < 1:
         raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
+    from nodeagent.eviction.thresholds import eviction_config  # imports this module
+    eviction_config(config)  # refuse bad thresholds at start, naming the field
     return config
