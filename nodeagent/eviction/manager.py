@@ -10,6 +10,7 @@ result), `reclaim(signal)` frees node-level disk (image and container GC).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -148,7 +149,8 @@ class EvictionManager:
     `conditions()` for the node status.
 
     active_pods: the pods admitted and not yet terminated.
-    pod_stats: a pod's usage now, or None when it was not measured.
+    pod_stats: a pod's usage now (or a coroutine giving it), None when not
+        measured; asked once per pod in a round where a pod must go.
     evict: terminates the pod (waits for it) and writes its status.
     reclaim: frees node-level disk for a disk signal before pods are evicted.
     pod_cleaned_up: True once an evicted pod's resources are gone; the next
@@ -159,7 +161,7 @@ class EvictionManager:
 
     def __init__(self, config: EvictionConfig, *,
                  active_pods: Callable[[], Sequence[Pod]],
-                 pod_stats: StatsFunc,
+                 pod_stats: Callable[[Pod], PodUsage | None | Awaitable[PodUsage | None]],
                  evict: Callable[[Pod, EvictionResult], Awaitable[None]],
                  signals: SignalReader | None = None,
                  reclaim: Callable[[str], Awaitable[None]] | None = None,
@@ -287,11 +289,12 @@ class EvictionManager:
             log.error("eviction manager: thresholds met, but no pods are active to evict")
             return None
         stats_cache: dict[str, PodUsage | None] = {}
+        for p in pods:  # once per round, only when something must go
+            usage = self.pod_stats(p)
+            stats_cache[p.metadata.uid] = await usage if inspect.isawaitable(usage) else usage
 
         def stats(pod: Pod) -> PodUsage | None:
-            if pod.metadata.uid not in stats_cache:
-                stats_cache[pod.metadata.uid] = self.pod_stats(pod)
-            return stats_cache[pod.metadata.uid]
+            return stats_cache.get(pod.metadata.uid)
 
         ranked = ranking.rank(threshold.signal, pods, stats)
         log.info("eviction manager: pods ranked for eviction",
