@@ -13,7 +13,8 @@ import pytest
 from nodeagent.api.quantity import Quantity
 from nodeagent.config import ConfigError, build_config, load_config_file
 from nodeagent.eviction.thresholds import (
-    DEFAULT_EVICTION_HARD, EvictionSettings, eviction_config, parse_eviction_settings,
+    DEFAULT_EVICTION_HARD, EvictionSettings, eviction_config, hard_eviction_reservation,
+    parse_eviction_settings,
     parse_flag_map,
 )
 
@@ -148,3 +149,12 @@ def test_cli_flags_override_the_file_and_errors_are_messages(tmp_path: Path) -> 
     result = subprocess.run([*NODEAGENT, "run", "--eviction-soft", "memory.available<1Gi"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "grace period must be specified" in result.stderr
+
+
+def test_hard_eviction_reservation_for_node_allocatable() -> None:
+    cfg = eviction_config(build_config({}, {}))
+    assert hard_eviction_reservation(cfg, {"memory": 8 * 2**30, "ephemeral-storage": 1000}) == {
+        "memory": 100 * 2**20, "ephemeral-storage": 100}
+    soft_only = parse_eviction_settings(EvictionSettings(
+        hard={}, soft={"memory.available": "1Gi"}, soft_grace_period={"memory.available": "1m"}))
+    assert hard_eviction_reservation(soft_only, {"memory": 8 * 2**30}) == {}

@@ -105,6 +105,18 @@ class EvictionConfig:
         return next((t for t in self.thresholds if t.signal == signal and t.hard), None)
 
 
+def hard_eviction_reservation(config: EvictionConfig, capacity: dict[str, int]) -> dict[str, int]:
+    """hardEvictionReservation (pkg/kubelet/cm): what node allocatable
+    subtracts for the hard memory.available and nodefs.available thresholds,
+    percentages taken of the capacity ({"memory": bytes, "ephemeral-storage": bytes})."""
+    reserved: dict[str, int] = {}
+    for t in config.thresholds:
+        resource = {MEMORY_AVAILABLE: "memory", NODEFS_AVAILABLE: "ephemeral-storage"}.get(t.signal)
+        if t.hard and resource is not None:
+            reserved[resource] = t.value.resolve(capacity.get(resource, 0))
+    return reserved
+
+
 @dataclass
 class EvictionSettings:
     """The raw KubeletConfiguration values (None: the field was not set)."""
