@@ -43,6 +43,14 @@ def _resource_map(text: str) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"invalid entry {item!r}: expected name=quantity")
         out[key.strip()] = value.strip()
     return out
+def _signal_map(flag: str, separator: str):  # noqa: ANN202 - an argparse type
+    def parse(text: str) -> dict[str, str]:
+        from nodeagent.eviction.thresholds import parse_flag_map
+        try:
+            return parse_flag_map(flag, text, separator)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--file-check-frequency", type=_duration, metavar="DURATION",
                      help="rescan of the manifest directory besides inotify (default 20s)")
 
+    run.add_argument("--eviction-hard", type=_signal_map("--eviction-hard", "<"), metavar="MAP",
+                     help="hard eviction thresholds, e.g. memory.available<100Mi,nodefs.available<10%%"
+                          " (default: the kubelet's four)")
+    run.add_argument("--eviction-soft", type=_signal_map("--eviction-soft", "<"), metavar="MAP",
+                     help="soft eviction thresholds, e.g. memory.available<300Mi")
+    run.add_argument("--eviction-soft-grace-period", type=_signal_map("--eviction-soft-grace-period", "="),
+                     metavar="MAP", help="grace period per soft threshold, e.g. memory.available=1m30s")
+    run.add_argument("--eviction-minimum-reclaim", type=_signal_map("--eviction-minimum-reclaim", "="),
+                     metavar="MAP", help="minimum reclaim per signal, e.g. imagefs.available=2Gi")
+    run.add_argument("--eviction-pressure-transition-period", type=_duration, metavar="DURATION",
+                     help="how long a pressure condition stays after the signal clears (default 5m)")
+    run.add_argument("--eviction-max-pod-grace-period", type=int, metavar="SECONDS",
+                     help="grace period of pods evicted for a soft threshold (default 0)")
+
     pods = sub.add_parser("pods", help="list the agent's pods (from its read-only API)")
     pods.add_argument("--server", default="http://127.0.0.1:10255", metavar="URL",
                       help="the agent's read-only API (default http://127.0.0.1:10255)")
@@ -110,7 +132,9 @@ _RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_po
               "pod_logs_dir", "hostname_override", "node_ip", "max_pods", "cgroup_root", "address",
               "read_only_port", "healthz_bind_address", "healthz_port", "runtime_request_timeout",
               "sync_frequency", "file_check_frequency", "cgroup_driver", "pod_pids_limit", "cpu_cfs_quota",
-              "cpu_cfs_quota_period", "system_reserved", "kube_reserved")
+              "cpu_cfs_quota_period", "system_reserved", "kube_reserved", "eviction_hard", "eviction_soft",
+              "eviction_soft_grace_period", "eviction_minimum_reclaim",
+              "eviction_pressure_transition_period", "eviction_max_pod_grace_period")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -61,6 +61,14 @@ class AgentConfig:
     cpu_cfs_quota_period: float = 0.1
     system_reserved: dict[str, str] = field(default_factory=dict)
     kube_reserved: dict[str, str] = field(default_factory=dict)
+    # Eviction (nodeagent/eviction/thresholds.py); evictionHard None = the kubelet defaults.
+    eviction_hard: dict[str, str] | None = None
+    eviction_soft: dict[str, str] = field(default_factory=dict)
+    eviction_soft_grace_period: dict[str, str] = field(default_factory=dict)
+    eviction_minimum_reclaim: dict[str, str] = field(default_factory=dict)
+    merge_default_eviction_settings: bool = False
+    eviction_pressure_transition_period: float = 300.0
+    eviction_max_pod_grace_period: int = 0
     # Flag-only settings (kubelet has no config field for these).
     root_dir: str = "/var/lib/kubelet"
     hostname_override: str = ""
@@ -83,8 +91,17 @@ _FILE_FIELDS = {
     "cgroupDriver": "cgroup_driver", "podPidsLimit": "pod_pids_limit", "cpuCFSQuota": "cpu_cfs_quota",
     "cpuCFSQuotaPeriod": "cpu_cfs_quota_period", "systemReserved": "system_reserved",
     "kubeReserved": "kube_reserved",
+    "evictionHard": "eviction_hard", "evictionSoft": "eviction_soft",
+    "evictionSoftGracePeriod": "eviction_soft_grace_period",
+    "evictionMinimumReclaim": "eviction_minimum_reclaim",
+    "mergeDefaultEvictionSettings": "merge_default_eviction_settings",
+    "evictionPressureTransitionPeriod": "eviction_pressure_transition_period",
+    "evictionMaxPodGracePeriod": "eviction_max_pod_grace_period",
 }
-_DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency", "cpu_cfs_quota_period"}
+_DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency",
+              "eviction_pressure_transition_period", "cpu_cfs_quota_period"}
+_MAPS = {"eviction_hard", "eviction_soft", "eviction_soft_grace_period", "eviction_minimum_reclaim",
+         "system_reserved", "kube_reserved"}
 
 
 def load_config_file(path: str) -> dict[str, Any]:
@@ -121,16 +138,20 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
     for name, value in merged.items():
         if name in _DURATIONS:
             value = parse_duration(value)
+        elif name in _MAPS:
+            if value is None:
+                value = None if name == "eviction_hard" else {}  # null: as if absent
+            elif not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise ConfigError(f"{name}: expected a map of strings, got {value!r}")
+            else:
+                value = dict(value)
         elif types[name] is bool and not isinstance(value, bool):
             raise ConfigError(f"{name}: expected true or false, got {value!r}")
         elif types[name] is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
         elif types[name] is str and not isinstance(value, str):
             raise ConfigError(f"{name}: expected a string, got {value!r}")
-        elif types[name] is dict:
-            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-                raise ConfigError(f"{name}: expected a map of resource names to quantities, got {value!r}")
-            value = {k: str(v) for k, v in value.items()}
         setattr(config, name, value)
     for port in ("read_only_port", "healthz_port"):
         if not 0 <= getattr(config, port) <= 65535:
@@ -141,4 +162,6 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
         raise ConfigError(f"cpuCFSQuotaPeriod: must be between 1ms and 1s, got {config.cpu_cfs_quota_period}s")
     if config.max_pods < 1:
         raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
+    from nodeagent.eviction.thresholds import eviction_config  # imports this module
+    eviction_config(config)  # refuse bad thresholds at start, naming the field
     return config

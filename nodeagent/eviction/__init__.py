@@ -1,0 +1,1 @@
+"""Node-pressure eviction, as the kubelet's eviction manager (pkg/kubelet/eviction)."""
