@@ -26,9 +26,13 @@ from nodeagent.cgroups.values import ResourcePolicy
 from nodeagent.config import AgentConfig
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError, NotCRIEndpoint, UnsupportedRuntime
+from nodeagent.eviction.manager import EvictionManager
+from nodeagent.eviction.signals import SignalReader
+from nodeagent.eviction.thresholds import eviction_config, hard_eviction_reservation
 from nodeagent.node.capacity import (
     NodeResources, ReservationError, allocatable, machine_capacity, parse_reservation, pods_cgroup_budget,
 )
+from nodeagent.node.podusage import pod_usage
 from nodeagent.oci.puller import ImagePuller
 from nodeagent.pods.crispec import NodeContext
 from nodeagent.pods.manager import PodManager
@@ -60,6 +64,8 @@ class Agent:
         self.node_capacity: NodeResources | None = None
         self.node_allocatable: NodeResources | None = None
         self.oom_score_adj_restricted = False
+        self.reserved_memory = 0
+        self.eviction: EvictionManager | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -87,10 +93,21 @@ class Agent:
                           executor=self.executor)
         sources = [STATIC_SOURCE] if config.static_pod_path else []
         self.manager = manager = PodManager(deps, max_pods=config.max_pods, sources=sources)
+        self.eviction = EvictionManager(
+            eviction_config(config), active_pods=manager.active_pods,
+            pod_stats=lambda pod: pod_usage(pod, cgroups, self.cri),
+            evict=manager.evict, pod_cleaned_up=manager.pod_cleaned_up,
+            signals=SignalReader(imagefs_path=await self._imagefs_path()),
+            reserved_memory=self.reserved_memory, monitoring_interval=config.eviction_monitoring_period)
+        manager.admit = self.eviction.admit
         self.relister = Relister(self.cri, manager.runtime_changed)
         manager.runtime_state = self.relister.state_of
+        try:
+            await self.relister.relist()  # know the running pods before any source reports
+        except CRIError as exc:
+            log.warning("first relist failed; running pods are adopted when it succeeds", error=str(exc))
         # Adopt what runs before the first relist event arrives.
-        self._spawn(self.relister.run(), manager.housekeeping(), cgroups.run_periodic())
+        self._spawn(self.relister.run(), manager.housekeeping(), cgroups.run_periodic(), self.eviction.run())
         if config.static_pod_path:
             self.source = StaticPodSource(Path(config.static_pod_path), node_name, self._on_static,
                                           resync_period=config.file_check_frequency)
@@ -125,9 +142,10 @@ class Agent:
         capacity = await loop.run_in_executor(self.executor, machine_capacity,
                                               Path(config.root_dir), config.max_pods)
         self.node_capacity = capacity
-        # Until the eviction manager owns the thresholds: the kubelet's default hard ones.
-        hard = {"memory": 100 * 2**20, "ephemeral-storage": capacity.ephemeral_storage // 10}
+        hard = hard_eviction_reservation(eviction_config(config), {
+            "memory": capacity.memory, "ephemeral-storage": capacity.ephemeral_storage})
         self.node_allocatable = allocatable(capacity, system_reserved, kube_reserved, hard)
+        self.reserved_memory = system_reserved.get("memory", 0) + kube_reserved.get("memory", 0)
         self.oom_score_adj_restricted = not hostinfo.can_lower_oom_score_adj()
         if self.oom_score_adj_restricted:
             log.warning("this host cannot set negative oom_score_adj (no CAP_SYS_RESOURCE): "
@@ -149,6 +167,18 @@ class Agent:
         self.cgroups = manager
         return manager
 
+    async def _imagefs_path(self) -> str | None:
+        """Where the runtime keeps images (CRI ImageFsInfo), for imagefs.* signals."""
+        try:
+            info = await self.cri.image_fs_info()
+        except CRIError as exc:
+            log.warning("runtime did not report its image filesystem; imagefs signals off", error=str(exc))
+            return None
+        for fs in info.image_filesystems:
+            if fs.fs_id.mountpoint:
+                return fs.fs_id.mountpoint
+        return None
+
     async def _runtime_cgroup_driver(self) -> str | None:
         """RuntimeConfig (CRI 1.28+), else containerd's verbose Status."""
         try:
@@ -169,6 +199,7 @@ class Agent:
             "cgroupDriver": self.config.cgroup_driver,
             "cgroupVersion": cgroups.backend.version if cgroups else None,
             "oomScoreAdjRestricted": self.oom_score_adj_restricted,
+            "conditions": [c.to_json() for c in self.eviction.conditions()] if self.eviction else [],
         }
 
     async def _wait_for_runtime(self):

@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how long a pressure condition stays after the signal clears (default 5m)")
     run.add_argument("--eviction-max-pod-grace-period", type=int, metavar="SECONDS",
                      help="grace period of pods evicted for a soft threshold (default 0)")
+    run.add_argument("--eviction-monitoring-period", type=_duration, metavar="DURATION",
+                     help="how often eviction signals are read (nodeagent only; the kubelet's is a fixed 10s)")
 
     pods = sub.add_parser("pods", help="list the agent's pods (from its read-only API)")
     pods.add_argument("--server", default="http://127.0.0.1:10255", metavar="URL",
@@ -132,7 +134,7 @@ _RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_po
               "pod_logs_dir", "hostname_override", "node_ip", "max_pods", "cgroup_root", "address",
               "read_only_port", "healthz_bind_address", "healthz_port", "runtime_request_timeout",
               "sync_frequency", "file_check_frequency", "cgroup_driver", "pod_pids_limit", "cpu_cfs_quota",
-              "cpu_cfs_quota_period", "system_reserved", "kube_reserved", "eviction_hard", "eviction_soft",
+              "cpu_cfs_quota_period", "system_reserved", "kube_reserved", "eviction_hard", "eviction_soft", "eviction_monitoring_period",
               "eviction_soft_grace_period", "eviction_minimum_reclaim",
               "eviction_pressure_transition_period", "eviction_max_pod_grace_period")
 

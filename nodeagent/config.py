@@ -69,6 +69,7 @@ class AgentConfig:
     merge_default_eviction_settings: bool = False
     eviction_pressure_transition_period: float = 300.0
     eviction_max_pod_grace_period: int = 0
+    eviction_monitoring_period: float = 10.0  # kubelet housekeeping for eviction; flag only
     # Flag-only settings (kubelet has no config field for these).
     root_dir: str = "/var/lib/kubelet"
     hostname_override: str = ""
@@ -99,7 +100,7 @@ _FILE_FIELDS = {
     "evictionMaxPodGracePeriod": "eviction_max_pod_grace_period",
 }
 _DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency",
-              "eviction_pressure_transition_period", "cpu_cfs_quota_period"}
+              "eviction_pressure_transition_period", "cpu_cfs_quota_period", "eviction_monitoring_period"}
 _MAPS = {"eviction_hard", "eviction_soft", "eviction_soft_grace_period", "eviction_minimum_reclaim",
          "system_reserved", "kube_reserved"}
 

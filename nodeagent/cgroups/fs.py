@@ -63,6 +63,13 @@ class CgroupBackend(ABC):
     def dirs(self, path: str) -> list[Path]:
         """Every directory that is this cgroup, one per hierarchy."""
 
+    @abstractmethod
+    def memory_working_set(self, path: str) -> int | None:
+        """usage − inactive_file, as cadvisor and the kubelet count it; None if absent."""
+
+    @abstractmethod
+    def pids_current(self, path: str) -> int | None: ...
+
     def children(self, path: str) -> list[str]:
         names: set[str] = set()
         for d in self.dirs(path):
@@ -191,6 +198,31 @@ class CgroupV1(CgroupBackend):
             if pids.parent.is_dir():
                 _write(pids, "max" if config.pids_limit <= 0 else str(config.pids_limit))
 
+    def memory_working_set(self, path: str) -> int | None:
+        d = (self.mount / "memory").joinpath(*_parts(path))
+        usage = _int_file(d / "memory.usage_in_bytes")
+        if usage is None:
+            return None
+        return max(0, usage - _stat_value(d / "memory.stat", "total_inactive_file"))
+
+    def pids_current(self, path: str) -> int | None:
+        return _int_file((self.mount / "pids").joinpath(*_parts(path), "pids.current"))
+
+
+def _stat_value(path: Path, key: str) -> int:
+    for line in _read(path).splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
+def _int_file(path: Path) -> int | None:
+    try:
+        return int(_read(path))
+    except (FileNotFoundError, ValueError):
+        return None
+
 
 def _inherit_cpuset(parent: Path, child: Path) -> None:
     """A new v1 cpuset cgroup starts with no cpus or mems and refuses tasks:
@@ -255,6 +287,16 @@ class CgroupV2(CgroupBackend):
             _write(d / "memory.max", "max" if config.memory_limit <= 0 else str(config.memory_limit))
         if config.pids_limit is not None:
             _write(d / "pids.max", "max" if config.pids_limit <= 0 else str(config.pids_limit))
+
+    def memory_working_set(self, path: str) -> int | None:
+        d = self.mount.joinpath(*_parts(path))
+        usage = _int_file(d / "memory.current")
+        if usage is None:
+            return None
+        return max(0, usage - _stat_value(d / "memory.stat", "inactive_file"))
+
+    def pids_current(self, path: str) -> int | None:
+        return _int_file(self.mount.joinpath(*_parts(path), "pids.current"))
 
 
 def fs_type(path: Path) -> str:

@@ -25,6 +25,7 @@ from nodeagent.cgroups.qos import BEST_EFFORT, BURSTABLE, GUARANTEED, pod_qos_cl
 from nodeagent.cgroups.values import (
     MIN_SHARES, ResourceConfig, ResourcePolicy, milli_cpu_to_shares, pod_requests, pod_resource_config,
 )
+from nodeagent.eviction.ranking import PodUsage
 from nodeagent.node.capacity import NodeResources
 
 log = structlog.get_logger("nodeagent.cgroups")
@@ -156,6 +157,16 @@ class CgroupManager:
                 if uid is None or uid in self._active:
                     continue
                 await self._remove(self.path(tier.child(names.POD_PREFIX + uid)), uid)
+
+    async def pod_usage(self, pod: Pod) -> PodUsage | None:
+        """Memory working set and process count of the pod's cgroup, for
+        the eviction ranking; None when the pod has no cgroup (yet)."""
+        path = self.pod_parent(pod)
+        memory = await self._run(self.backend.memory_working_set, path)
+        if memory is None:
+            return None
+        return PodUsage(memory_working_set_bytes=memory,
+                        process_count=await self._run(self.backend.pids_current, path))
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         started = time.monotonic()

@@ -19,6 +19,7 @@ from nodeagent.api.types import Pod, PodStatus
 from nodeagent.cgroups.fs import CgroupError
 from nodeagent.cri.errors import CRIError, NotFoundError
 from nodeagent.cri.pb import api_pb2 as pb
+from nodeagent.eviction.manager import AdmitResult, EvictionResult
 from nodeagent.pods import volumes
 from nodeagent.pods.observe import GRACE_ANNOTATION, POD_UID_LABEL, StateKey
 from nodeagent.pods.worker import PodWorker, WorkerDeps
@@ -45,6 +46,8 @@ class PodManager:
         # The relister's view of a pod's runtime objects (None: not relisted yet).
         self.runtime_state: Callable[[str], StateKey | None] | None = None
         self._view: tuple[int, list[dict[str, Any]]] | None = None
+        # Admission beyond maxPods (the eviction manager's, under node pressure).
+        self.admit: Callable[[Pod], AdmitResult] | None = None
         deps.on_status = self._on_status
 
     @property
@@ -87,9 +90,17 @@ class PodManager:
                         f"used: {active}, capacity: {self.max_pods}")
             log.warning("pod rejected", pod=pod.full_name, reason="OutOfpods")
             return
+        known = self.runtime_state(uid) if self.runtime_state is not None else None
+        # A pod already running here (adopted after an agent restart) is not
+        # admitted again: refusing it would kill a running workload.
+        verdict = self.admit(pod) if self.admit is not None and not known else None
+        if verdict is not None and not verdict.admit:
+            self.rejected[uid] = PodStatus(phase="Failed", reason=verdict.reason,
+                                           message=verdict.status_message)
+            log.warning("pod rejected", pod=pod.full_name, reason=verdict.reason, message=verdict.message)
+            return
         predecessor = next((w for w in self.workers.values()
                             if w.terminating and w.pod.full_name == pod.full_name), None)
-        known = self.runtime_state(uid) if self.runtime_state is not None else None
         worker = PodWorker(pod, self.deps, predecessor=predecessor, known_state=known)
         self.workers[uid] = worker
         log.info("pod added", pod=pod.full_name, pod_uid=uid)
@@ -130,6 +141,27 @@ class PodManager:
         worker = self.workers.get(uid)
         if worker is not None:
             worker.runtime_changed(state)
+
+    # -- eviction -------------------------------------------------------------------
+
+    def active_pods(self) -> list[Pod]:
+        """Pods admitted and neither terminating nor finished: eviction candidates."""
+        return [w.pod for w in self.workers.values() if not w.terminating and not w.view.terminal_phase]
+
+    async def evict(self, pod: Pod, result: EvictionResult) -> None:
+        """Stop the pod with the eviction's grace period; wait until it is stopped."""
+        worker = self.workers.get(pod.metadata.uid)
+        if worker is None:
+            return
+        worker.evict(result.reason, result.message, result.grace_seconds, result.condition)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + result.grace_seconds + 30
+        while not worker.stopped and not worker.done.is_set() and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+
+    def pod_cleaned_up(self, pod: Pod) -> bool:
+        worker = self.workers.get(pod.metadata.uid)
+        return worker is None or worker.stopped
 
     # -- views ------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ class WorkerView:
     messages: dict[str, str] = field(default_factory=dict)  # container id -> termination message
     reason: str = ""
     message: str = ""
+    conditions: list[PodCondition] = field(default_factory=list)  # e.g. DisruptionTarget on eviction
 
 
 def now_rfc3339() -> str:
@@ -216,6 +217,7 @@ def compute_status(pod: Pod, observed: ObservedPod, view: WorkerView, *, runtime
         conditions[1] = PodCondition(type="Initialized", status="True", reason="PodCompleted")
         for i in (2, 3):
             conditions[i] = PodCondition(type=conditions[i].type, status="False", reason="PodCompleted")
+    conditions += view.conditions
     _carry_transition_times(conditions, previous, now)
 
     if pod.spec.host_network:

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from nodeagent.api.types import Container, Pod, PodStatus
+from nodeagent.api.types import Container, Pod, PodCondition, PodStatus
 from nodeagent.cgroups.fs import CgroupError
 from nodeagent.cgroups.manager import CgroupManager
 from nodeagent.cri.client import CRIClient
@@ -93,6 +93,7 @@ class PodWorker:
         self.view = WorkerView()
         self.status: PodStatus | None = None
         self.done = asyncio.Event()
+        self.stopped = False  # terminal, and nothing of it runs any more
         self._predecessor = predecessor
         self._wake = asyncio.Event()
         self._observer = PodObserver(deps.cri, self.uid)
@@ -131,6 +132,16 @@ class PodWorker:
         observed = await self._observer.observe()
         self._last_state = observed.state_key
         return observed
+
+    def evict(self, reason: str, message: str, grace_seconds: int, condition: PodCondition) -> None:
+        """The eviction manager's verdict: the pod stops for good and stays
+        listed as Failed with the reason, as an evicted kubelet pod does."""
+        self._log.warning("pod evicted", reason=reason, message=message, grace=grace_seconds)
+        self.view.terminal_phase = FAILED
+        self.view.reason, self.view.message = reason, message
+        self.view.conditions = [condition]
+        self._grace_override = grace_seconds
+        self.wake()
 
     def terminate(self, grace_seconds: int | None = None) -> None:
         self._terminating = True
@@ -195,6 +206,7 @@ class PodWorker:
         if self.view.terminal_phase:
             await self._stop_sandboxes(observed)
             await self._publish(await self._observe())
+            self.stopped = True
             return None
 
         sandbox = observed.sandbox
