@@ -534,9 +534,9 @@ class PodWorker:
         for s in observed.sandboxes:
             await self._ignore_missing(self.deps.cri.stop_pod_sandbox(s.id))
             await self._ignore_missing(self.deps.cri.remove_pod_sandbox(s.id))
-        await self.deps.cgroups.remove_pod(self.pod)
         await self._blocking(volumes.cleanup_pod_dir, self.deps.node.root_dir, self.uid)
         await self._blocking(_remove_tree, crispec.pod_log_dir(self.pod, self.deps.node))
+        await self.deps.cgroups.remove_pod(self.pod)
         self._terminated_cleanly = True
         self._log.info("pod removed")
 
