@@ -49,15 +49,7 @@ class CgroupBackend(ABC):
 
     def procs(self, path: str) -> list[int]:
         """Processes in the cgroup or any cgroup below it."""
-        found: set[int] = set()
-        for d in self.dirs(path):
-            for root, _, files in os.walk(d):
-                if "cgroup.procs" in files:
-                    try:
-                        found.update(int(p) for p in _read(Path(root) / "cgroup.procs").split())
-                    except (FileNotFoundError, ValueError):
-                        pass
-        return sorted(found)
+        return sorted({pid for d in self.dirs(path) for pid in _procs_below(d)})
 
     @abstractmethod
     def dirs(self, path: str) -> list[Path]:
@@ -86,6 +78,17 @@ class CgroupBackend(ABC):
             raise CgroupBusy(errno.EBUSY, f"cgroup {path} still has processes {pids[:5]}")
         for d in self.dirs(path):
             _rmdir_tree(d)
+
+
+def _procs_below(top: Path) -> list[int]:
+    found: set[int] = set()
+    for root, _, files in os.walk(top):
+        if "cgroup.procs" in files:
+            try:
+                found.update(int(p) for p in _read(Path(root) / "cgroup.procs").split())
+            except (FileNotFoundError, ValueError):
+                pass
+    return sorted(found)
 
 
 def _rmdir_tree(top: Path) -> None:
@@ -197,6 +200,11 @@ class CgroupV1(CgroupBackend):
             pids = (self.mount / "pids").joinpath(*_parts(path), "pids.max")
             if pids.parent.is_dir():
                 _write(pids, "max" if config.pids_limit <= 0 else str(config.pids_limit))
+
+    def procs(self, path: str) -> list[int]:
+        """Every v1 hierarchy holds every process: one (memory) is enough."""
+        d = (self.mount / "memory").joinpath(*_parts(path))
+        return _procs_below(d) if d.is_dir() else super().procs(path)
 
     def memory_working_set(self, path: str) -> int | None:
         d = (self.mount / "memory").joinpath(*_parts(path))
