@@ -19,6 +19,7 @@ from nodeagent import hostinfo
 from nodeagent.config import AgentConfig
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError, NotCRIEndpoint, UnsupportedRuntime
+from nodeagent.netns.manager import NetworkManager, NetworkSetupError, network_settings
 from nodeagent.oci.puller import ImagePuller
 from nodeagent.pods.crispec import NodeContext
 from nodeagent.pods.manager import PodManager
@@ -44,6 +45,7 @@ class Agent:
         self.server: LocalServer | None = None
         self.source: StaticPodSource | None = None
         self.static_snapshot: StaticSnapshot | None = None
+        self.network: NetworkManager | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -61,7 +63,16 @@ class Agent:
             node_name=node_name, node_ips=node_ips,
             allocatable_cpu_millis=hostinfo.cpu_capacity_millis(),
             allocatable_memory_bytes=hostinfo.memory_capacity_bytes(),
-            pod_logs_dir=Path(config.pod_logs_dir), root_dir=Path(config.root_dir))
+            pod_logs_dir=Path(config.pod_logs_dir), root_dir=Path(config.root_dir),
+            cluster_dns=config.cluster_dns, cluster_domain=config.cluster_domain)
+        if config.pod_cidr:  # before any pod: the runtime needs our CNI config first
+            self.network = NetworkManager(network_settings(config), cni_bin_dir=Path(config.cni_bin_dir),
+                                          cni_conf_dir=Path(config.cni_conf_dir), cri=self.cri,
+                                          executor=self.executor)
+            try:
+                await self.network.start()
+            except NetworkSetupError as exc:  # pods wait; healthz and the log say why
+                log.error("pod network unavailable", error=str(exc))
         deps = WorkerDeps(cri=self.cri, images=ImagePuller(self.cri, serialize=config.serialize_image_pulls),
                           node=node, runtime_name=version.runtime_name, cgroup_root=config.cgroup_root,
                           on_status=lambda uid, status: None, resync_period=config.sync_frequency,
@@ -124,7 +135,11 @@ class Agent:
         if self.relister is None:
             return []
         ok, message = self.relister.healthy()
-        return [HealthCheck("syncloop", ok, message)]
+        checks = [HealthCheck("syncloop", ok, message)]
+        if self.network is not None:
+            net = self.network.network_ready()
+            checks.append(HealthCheck("network", net.ready, f"{net.reason}: {net.message}"))
+        return checks
 
     async def _shutdown(self) -> None:
         log.info("stopping nodeagent; pods keep running")
@@ -135,6 +150,8 @@ class Agent:
             await self.server.stop()
         if self.manager is not None:
             await self.manager.shutdown()
+        if self.network is not None:
+            await self.network.stop()
         await self.cri.close()
         self.executor.shutdown(wait=False)
 

@@ -8,6 +8,7 @@ never does less than its author thinks.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from dataclasses import dataclass, fields
@@ -55,6 +56,14 @@ class AgentConfig:
     sync_frequency: float = 60.0
     file_check_frequency: float = 20.0
     serialize_image_pulls: bool = True
+    # Pod network (nodeagent/netns): empty podCIDR leaves networking to the runtime's CNI config.
+    pod_cidr: str = ""
+    cluster_dns: tuple[str, ...] = ()
+    cluster_domain: str = ""
+    cni_bin_dir: str = "/opt/cni/bin"
+    cni_conf_dir: str = "/etc/cni/net.d"
+    pod_bridge: str = "nodeagent0"
+    pod_mtu: int = 0  # 0: the MTU of the node's default-route interface
     # Flag-only settings (kubelet has no config field for these).
     root_dir: str = "/var/lib/kubelet"
     hostname_override: str = ""
@@ -74,6 +83,7 @@ _FILE_FIELDS = {
     "imageServiceEndpoint": "image_service_endpoint",
     "runtimeRequestTimeout": "runtime_request_timeout", "syncFrequency": "sync_frequency",
     "fileCheckFrequency": "file_check_frequency", "serializeImagePulls": "serialize_image_pulls",
+    "podCIDR": "pod_cidr", "clusterDNS": "cluster_dns", "clusterDomain": "cluster_domain",
 }
 _DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency"}
 
@@ -104,6 +114,20 @@ def load_config_file(path: str) -> dict[str, Any]:
     return values
 
 
+def _ip_list(value: Any) -> tuple[str, ...]:
+    """clusterDNS: a list in the file, comma-separated on the command line."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"clusterDNS: expected a list of IP addresses, got {value!r}")
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_address(str(item).strip())))
+        except ValueError:
+            raise ConfigError(f"clusterDNS: {item!r} is not an IP address") from None
+    return tuple(out)
+
+
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> AgentConfig:
     """Defaults < config file < flags; each value checked for its type."""
     merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
@@ -112,6 +136,8 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
     for name, value in merged.items():
         if name in _DURATIONS:
             value = parse_duration(value)
+        elif name == "cluster_dns":
+            value = _ip_list(value)
         elif types[name] is bool and not isinstance(value, bool):
             raise ConfigError(f"{name}: expected true or false, got {value!r}")
         elif types[name] is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -122,6 +148,15 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
     for port in ("read_only_port", "healthz_port"):
         if not 0 <= getattr(config, port) <= 65535:
             raise ConfigError(f"{port}: {getattr(config, port)} is not a port (0 disables)")
+    if config.pod_cidr:
+        try:
+            cidr = ipaddress.IPv4Network(config.pod_cidr)
+        except ValueError as exc:
+            raise ConfigError(f"podCIDR: {config.pod_cidr!r} is not an IPv4 CIDR: {exc}") from None
+        if cidr.prefixlen > 29:
+            raise ConfigError(f"podCIDR: {config.pod_cidr} is too small (at most /29)")
+    if not 0 < len(config.pod_bridge) <= 15 or "/" in config.pod_bridge:
+        raise ConfigError(f"pod bridge name {config.pod_bridge!r} is not a valid interface name")
     if config.max_pods < 1:
         raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
     return config
