@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -88,6 +89,9 @@ def handle(env: dict[str, str], stdin: str) -> tuple[int, str, str]:
         return 1, json.dumps(exc.to_json(version)), ""
     except (links.LinkError, iptables.IptablesError, OSError) as exc:
         return 1, json.dumps(CNIError(SETUP_FAILED, str(exc)).to_json(version)), ""
+    except links.NetlinkError as exc:
+        msg = f"netlink: {os.strerror(exc.code)} ({exc})"
+        return 1, json.dumps(CNIError(SETUP_FAILED, msg).to_json(version)), ""
     except Exception as exc:  # never a traceback to the runtime; keep it on stderr
         err = CNIError(SETUP_FAILED, f"nodeagent network: unexpected {exc!r}")
         return 1, json.dumps(err.to_json(version)), traceback.format_exc()
