@@ -61,9 +61,12 @@ class PortMapping:
     @classmethod
     def from_json(cls, data: Any) -> PortMapping:
         try:
-            protocol = str(data.get("protocol") or "tcp").lower()
-            mapping = cls(int(data["hostPort"]), int(data["containerPort"]), protocol,
-                          str(data.get("hostIP") or ""))
+            # libcni replays a cached runtimeConfig on DEL with Go's field names
+            # (HostPort, ...), so keys are matched case-insensitively.
+            d = {str(k).lower(): v for k, v in data.items()}
+            protocol = str(d.get("protocol") or "tcp").lower()
+            mapping = cls(int(d["hostport"]), int(d["containerport"]), protocol,
+                          str(d.get("hostip") or ""))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CNIError(INVALID_CONFIG, f"invalid portMappings entry {data!r}") from exc
         if protocol not in ("tcp", "udp"):
@@ -126,7 +129,12 @@ def parse_request(env: dict[str, str], stdin: str) -> Request:
             raise CNIError(INVALID_ENV, f"CNI_ARGS item {item!r} is not KEY=VALUE")
         args[key] = value
     runtime = config.get("runtimeConfig") or {}
-    mappings = tuple(PortMapping.from_json(m) for m in runtime.get("portMappings") or ())
+    try:
+        mappings = tuple(PortMapping.from_json(m) for m in runtime.get("portMappings") or ())
+    except CNIError:
+        if command != "DEL":
+            raise
+        mappings = ()  # DEL works from the allocation record; it must not fail on this
     prev = config.get("prevResult")
     return Request(command, container_id, netns, ifname, args, config, version, mappings,
                    prev if isinstance(prev, dict) else None)
