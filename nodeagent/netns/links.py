@@ -22,6 +22,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 CLONE_NEWNET = 0x40000000
+LOOPBACK_INDEX = 1  # `lo` is the first link of every network namespace
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -69,12 +70,25 @@ def netns_ipr(path: str) -> Iterator[IPRoute]:
 
 
 def _index(ipr: IPRoute, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+    try:
+        return ipr.link("get", ifname=name)[0]["index"]
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise
 
 
 def _mac(ipr: IPRoute, index: int) -> str:
     return ipr.get_links(index)[0].get_attr("IFLA_ADDRESS") or ""
+
+
+def _host_attr(name: str, attr: str) -> str | None:
+    """A host interface attribute from sysfs (no netlink dump): ifindex, address."""
+    try:
+        with open(f"/sys/class/net/{name}/{attr}") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
 
 
 def _write_sysctl(path: str, value: str) -> None:
@@ -116,6 +130,8 @@ def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface, mtu: int) -> Brid
 
 
 def delete_link(name: str) -> bool:
+    if _host_attr(name, "ifindex") is None:
+        return False
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if index is None:
@@ -135,41 +151,50 @@ class VethInfo:
     mac: str
 
 
+def bridge_info(name: str, gateway: ipaddress.IPv4Interface, mtu: int) -> BridgeInfo:
+    """The bridge as ADD needs it: read from sysfs when it is up (the agent made
+    it at start), made again when something removed it."""
+    mac = _host_attr(name, "address")
+    if mac is not None and _host_attr(name, "operstate") in ("up", "unknown", "down"):
+        flags = int(_host_attr(name, "flags") or "0", 16)
+        if flags & 1:  # IFF_UP
+            return BridgeInfo(name, mac)
+    return ensure_bridge(name, gateway, mtu)
+
+
 def attach(bridge: str, host_ifname: str, netns: str, ifname: str,
            address: ipaddress.IPv4Interface, gateway: str, mtu: int) -> VethInfo:
     """veth pair: host end on the bridge (hairpin on), pod end `ifname` in `netns`
     with the address, MTU and a default route via the gateway; `lo` up.
     A leftover pair from an interrupted ADD is replaced."""
-    delete_link(host_ifname)
+    if _host_attr(host_ifname, "ifindex") is not None:
+        delete_link(host_ifname)
+    master = _host_attr(bridge, "ifindex")
+    if master is None:
+        raise LinkError(f"bridge {bridge} does not exist")
     ns_fd = os.open(netns, os.O_RDONLY)
     try:
         with IPRoute() as ipr:
-            master = _index(ipr, bridge)
-            if master is None:
-                raise LinkError(f"bridge {bridge} does not exist")
             try:
-                ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu,
+                ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu, master=int(master),
                          peer={"ifname": ifname, "net_ns_fd": ns_fd, "mtu": mtu})
             except NetlinkError as exc:
                 raise LinkError(f"create veth {host_ifname} with peer {ifname} in {netns}: "
                                 f"{exc}") from None
-            index = _index(ipr, host_ifname)
-            ipr.link("set", index=index, master=master, state="up")
-            host_mac = _mac(ipr, index)
+            index = int(_host_attr(host_ifname, "ifindex") or 0)
+            ipr.link("set", index=index, state="up")
     finally:
         os.close(ns_fd)
     _write_sysctl(f"/sys/class/net/{host_ifname}/brport/hairpin_mode", "1")
+    host_mac = _host_attr(host_ifname, "address") or ""
     with netns_ipr(netns) as pipr:
-        lo = _index(pipr, "lo")
-        if lo is not None:
-            pipr.link("set", index=lo, state="up")
-        index = _index(pipr, ifname)
-        if index is None:
-            raise LinkError(f"{ifname} did not appear in {netns}")
+        pipr.link("set", index=LOOPBACK_INDEX, state="up")
+        link = pipr.link("get", ifname=ifname)[0]
+        index = link["index"]
         pipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
         pipr.link("set", index=index, state="up")
         pipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
-        mac = _mac(pipr, index)
+        mac = link.get_attr("IFLA_ADDRESS") or ""
     return VethInfo(host_ifname, host_mac, mac)
 
 

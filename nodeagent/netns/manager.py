@@ -158,7 +158,12 @@ class NetworkManager:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            data = await reader.read(MAX_REQUEST)
+            data = b""
+            while len(data) <= MAX_REQUEST:  # the plugin half-closes after its request
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                data += chunk
             try:
                 request = json.loads(data)
                 env = {str(k): str(v) for k, v in request["env"].items()}

@@ -110,7 +110,7 @@ class PodNetwork:
         host_ifname = links.host_veth_name(s.tag, req.container_id, req.ifname)
         address = ipaddress.IPv4Interface(f"{alloc.ip}/{s.subnet.prefixlen}")
         try:
-            bridge = links.ensure_bridge(s.bridge, s.gateway, s.mtu)
+            bridge = links.bridge_info(s.bridge, s.gateway, s.mtu)
             veth = links.attach(s.bridge, host_ifname, req.netns, req.ifname, address,
                                 str(s.gateway.ip), s.mtu)
             if alloc.port_mappings:
