@@ -132,7 +132,10 @@ class PluginDriver:
         out = {}
         for path in ipam.iterdir():
             if path.name[0].isdigit():
-                out[path.name] = json.loads(path.read_text())
+                try:
+                    out[path.name] = json.loads(path.read_text())
+                except ValueError:
+                    out[path.name] = {}  # unreadable: what a crash mid-write would leave
         return out
 
 

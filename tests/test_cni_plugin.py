@@ -230,3 +230,47 @@ def test_agent_killed_during_adds_then_restarted(small_net, devenv: DevEnv) -> N
         for cid, ns in zip(ids, spaces):
             assert cni.run("DEL", cid, ns).rc == 0
         assert cni.allocations() == {}
+
+
+# -- garbage collection against the runtime ----------------------------------------------
+
+async def test_gc_releases_what_the_runtime_does_not_have(small_net, devenv: DevEnv) -> None:
+    from nodeagent.cri.client import CRIClient
+    from nodeagent.devenv import podspecs
+    from nodeagent.netns.manager import NetworkManager
+    from nodeagent.netns.network import NetworkSettings
+
+    agent, cni, bridge, cidr = small_net
+    tag = instance_tag(bridge)
+    hostport = iptables.Chains(tag).hostport
+    async with CRIClient(devenv.endpoint, request_timeout=60) as cri:
+        # A real sandbox on this network (containerd runs the plugin) ...
+        sandbox = await cri.run_pod_sandbox(podspecs.sandbox_config(devenv, "gc-live", "uid-gc-live"))
+        try:
+            live_ip = (await cri.pod_sandbox_status(sandbox)).status.network.ip
+            # ... and what a crash leaves: an attachment whose sandbox the runtime
+            # never got, a half-written temp file and an unreadable record.
+            with named_netns(f"nag{devenv.id}") as netns:
+                gone = cni.run("ADD", "gone" + _cid(), netns,
+                               runtimeConfig={"portMappings": [port_mapping(32123, 80)]})
+                ipam = cni.state_dir / "ipam"
+                stray = ipam / f".{cidr.network_address + 9}.4242.tmp"
+                stray.write_text('{"ip": ')
+                broken = ipam / str(cidr.network_address + 10)
+                broken.write_text("")
+                assert set(cni.allocations()) == {live_ip, gone.ip, broken.name}
+                manager = NetworkManager(NetworkSettings.from_config(cni.conf),
+                                         cni_bin_dir=Path("/nonexistent"), cni_conf_dir=Path("/nonexistent"),
+                                         cri=cri)
+                assert await manager.garbage_collect(grace=60) == 0  # young: maybe mid-ADD
+                assert await manager.garbage_collect(grace=0) == 1
+                records = {p.name for p in ipam.iterdir() if p.name[0].isdigit()}
+                assert records == {live_ip}
+                assert not stray.exists() and not broken.exists()
+                assert links_with_prefix(f"v{tag}") == [host_veth_name(tag, sandbox, "eth0")]
+                assert not [r for r in iptables.saved_rules(tag) if r.startswith(f"-A {hostport} ")]
+                assert "eth0" not in sh("ip", "-n", Path(netns).name, "link")
+        finally:
+            await cri.stop_pod_sandbox(sandbox)
+            await cri.remove_pod_sandbox(sandbox)
+    assert cni.allocations() == {}

@@ -174,7 +174,7 @@ class NetworkManager:
             else:
                 started = time.monotonic()
                 code, out, err = await self._run(handle, env, stdin)
-                self._log_request(env, code, out, time.monotonic() - started)
+                self._log_request(env, code, out, err, time.monotonic() - started)
                 reply = {"exit": code, "stdout": out, "stderr": err}
             writer.write(json.dumps(reply).encode())
             await writer.drain()
@@ -184,7 +184,7 @@ class NetworkManager:
             writer.close()
 
     @staticmethod
-    def _log_request(env: dict[str, str], code: int, out: str, seconds: float) -> None:
+    def _log_request(env: dict[str, str], code: int, out: str, err: str, seconds: float) -> None:
         args = dict(a.partition("=")[::2] for a in env.get("CNI_ARGS", "").split(";") if "=" in a)
         fields = {"command": env.get("CNI_COMMAND"), "sandbox": env.get("CNI_CONTAINERID", "")[:13],
                   "pod": f"{args.get('K8S_POD_NAMESPACE', '')}/{args.get('K8S_POD_NAME', '')}",
@@ -192,7 +192,7 @@ class NetworkManager:
         if code == 0:
             log.debug("cni request", **fields)
         else:
-            log.warning("cni request failed", error=out, **fields)
+            log.warning("cni request failed", error=out, traceback=err or None, **fields)
 
     # -- garbage collection --------------------------------------------------
 

@@ -87,8 +87,10 @@ def handle(env: dict[str, str], stdin: str) -> tuple[int, str, str]:
         return 0, "", ""
     except CNIError as exc:
         return 1, json.dumps(exc.to_json(version)), ""
-    except (links.LinkError, iptables.IptablesError, OSError) as exc:
+    except (links.LinkError, iptables.IptablesError) as exc:
         return 1, json.dumps(CNIError(SETUP_FAILED, str(exc)).to_json(version)), ""
+    except OSError as exc:  # the traceback (stderr, agent log) says which step
+        return 1, json.dumps(CNIError(SETUP_FAILED, str(exc)).to_json(version)), traceback.format_exc()
     except links.NetlinkError as exc:
         msg = f"netlink: {os.strerror(exc.code)} ({exc})"
         return 1, json.dumps(CNIError(SETUP_FAILED, msg).to_json(version)), ""
