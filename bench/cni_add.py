@@ -58,16 +58,13 @@ class Agent:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        paths = self.env.containerd.paths
         (self.work / "manifests").mkdir(parents=True, exist_ok=True)
         cmd = [NODEAGENT, "--logging-format", "json", "-v", "4", "run",
                "--container-runtime-endpoint", self.env.endpoint,
                "--pod-manifest-path", str(self.work / "manifests"), "--root-dir", str(self.work / "root"),
                "--pod-logs-dir", str(self.work / "logs"), "--hostname-override", "benchnode",
                "--cgroup-root", self.env.cgroup_parent("bench"), "--read-only-port", "0",
-               "--healthz-port", str(self.healthz), "--pod-cidr", self.env.agent_subnet,
-               "--pod-bridge", self.env.agent_bridge, "--cni-bin-dir", str(paths.cni_bin),
-               "--cni-conf-dir", str(paths.cni_conf)]
+               "--healthz-port", str(self.healthz), *self.env.agent_network_flags()]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -49,13 +49,8 @@ class AgentProcess:
                 "--hostname-override", NODE_NAME, "--node-ip", "127.0.0.1",
                 "--cgroup-root", self.cgroup_root,
                 "--read-only-port", str(self.read_only_port),
-                "--healthz-port", str(self.healthz_port), *self.network_args(), *self.extra_args]
-
-    def network_args(self) -> list[str]:
-        """The agent wires pods itself, on the env's agent bridge (later flags win)."""
-        paths = self.env.containerd.paths
-        return ["--pod-cidr", self.env.agent_subnet, "--pod-bridge", self.env.agent_bridge,
-                "--cni-bin-dir", str(paths.cni_bin), "--cni-conf-dir", str(paths.cni_conf)]
+                "--healthz-port", str(self.healthz_port), *self.env.agent_network_flags(),
+                *self.extra_args]  # later flags win
 
     def start(self, timeout: float = 30.0) -> AgentProcess:
         log = open(self.log_file, "ab")

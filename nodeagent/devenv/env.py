@@ -93,6 +93,13 @@ class DevEnv:
     def pod_log_root(self) -> Path:
         return self.base / "pods"
 
+    def agent_network_flags(self) -> list[str]:
+        """`nodeagent run` flags that put its pods on the agent's own network here."""
+        assert self.containerd, "DevEnv.up() first"
+        paths = self.containerd.paths
+        return ["--pod-cidr", self.agent_subnet, "--pod-bridge", self.agent_bridge,
+                "--cni-bin-dir", str(paths.cni_bin), "--cni-conf-dir", str(paths.cni_conf)]
+
     def cgroup_parent(self, leaf: str) -> str:
         """A cgroupfs-driver cgroup_parent inside this env's own subtree."""
         return f"/{self.cgroup_root}/{leaf}"

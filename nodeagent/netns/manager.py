@@ -47,6 +47,7 @@ MAX_REQUEST = 1 << 20
 MAX_UNIX_PATH = 100  # sun_path holds 108 bytes
 MTU_PROBE_ADDRESS = "192.0.2.255"  # a route lookup only; no packet is sent
 SYSTEM_PYTHON = "/usr/bin/python3"
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
 
 class NetworkSetupError(Exception):
@@ -101,6 +102,10 @@ class NetworkManager:
         except (iptables.IptablesError, links.LinkError, OSError) as exc:
             self._readiness = Readiness(False, "NetworkPluginNotReady", str(exc))
             raise NetworkSetupError(f"pod network setup failed: {exc}") from exc
+        if Path(IP_FORWARD).read_text().strip() != "1":
+            log.warning("net.ipv4.ip_forward is 0: pods reach each other and this node, but "
+                        "replies from outside the node are not forwarded back to pods "
+                        "(kubeadm requires ip_forward=1 on every node)")
         log.info("pod network set up", bridge=bridge.name, pod_cidr=str(s.subnet),
                  gateway=str(s.gateway.ip), mtu=s.mtu, iptables_backend=self.backend,
                  chains=s.chains.tag, conflist=str(self.conflist_path))
