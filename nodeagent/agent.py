@@ -33,6 +33,7 @@ from nodeagent.node.capacity import (
     NodeResources, ReservationError, allocatable, machine_capacity, parse_reservation, pods_cgroup_budget,
 )
 from nodeagent.node.podusage import pod_usage
+from nodeagent.netns.manager import NetworkManager, NetworkSetupError, network_settings
 from nodeagent.oci.puller import ImagePuller
 from nodeagent.pods.crispec import NodeContext
 from nodeagent.pods.manager import PodManager
@@ -58,6 +59,7 @@ class Agent:
         self.server: LocalServer | None = None
         self.source: StaticPodSource | None = None
         self.static_snapshot: StaticSnapshot | None = None
+        self.network: NetworkManager | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.cgroups: CgroupManager | None = None
@@ -86,7 +88,16 @@ class Agent:
             allocatable_memory_bytes=allocatable_now.memory,
             allocatable_ephemeral_storage_bytes=allocatable_now.ephemeral_storage,
             pod_logs_dir=Path(config.pod_logs_dir), root_dir=Path(config.root_dir),
-            resources=cgroups.policy)
+            resources=cgroups.policy,
+            cluster_dns=config.cluster_dns, cluster_domain=config.cluster_domain)
+        if config.pod_cidr:  # before any pod: the runtime needs our CNI config first
+            self.network = NetworkManager(network_settings(config), cni_bin_dir=Path(config.cni_bin_dir),
+                                          cni_conf_dir=Path(config.cni_conf_dir), cri=self.cri,
+                                          executor=self.executor)
+            try:
+                await self.network.start()
+            except NetworkSetupError as exc:  # pods wait; healthz and the log say why
+                log.error("pod network unavailable", error=str(exc))
         deps = WorkerDeps(cri=self.cri, images=ImagePuller(self.cri, serialize=config.serialize_image_pulls),
                           node=node, runtime_name=version.runtime_name, cgroups=cgroups,
                           on_status=lambda uid, status: None, resync_period=config.sync_frequency,
@@ -236,7 +247,11 @@ class Agent:
         if self.relister is None:
             return []
         ok, message = self.relister.healthy()
-        return [HealthCheck("syncloop", ok, message)]
+        checks = [HealthCheck("syncloop", ok, message)]
+        if self.network is not None:
+            net = self.network.network_ready()
+            checks.append(HealthCheck("network", net.ready, f"{net.reason}: {net.message}"))
+        return checks
 
     async def _shutdown(self) -> None:
         log.info("stopping nodeagent; pods keep running")
@@ -247,6 +262,8 @@ class Agent:
             await self.server.stop()
         if self.manager is not None:
             await self.manager.shutdown()
+        if self.network is not None:
+            await self.network.stop()
         await self.cri.close()
         self.executor.shutdown(wait=False)
 

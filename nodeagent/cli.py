@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="deadline of CRI calls (default 2m)")
     run.add_argument("--sync-frequency", type=_duration, metavar="DURATION",
                      help="periodic resync of every pod (default 1m)")
+    run.add_argument("--pod-cidr", metavar="CIDR",
+                     help="pod network; with it nodeagent wires pods itself (bridge, veth, IPAM) "
+                          "through its own CNI plugin (podCIDR)")
+    run.add_argument("--cluster-dns", metavar="IP[,IP]", help="DNS servers for ClusterFirst pods (clusterDNS)")
+    run.add_argument("--cluster-domain", metavar="DOMAIN", help="cluster DNS domain (clusterDomain)")
+    run.add_argument("--cni-bin-dir", metavar="DIR", help="runtime's CNI plugin dir (default /opt/cni/bin)")
+    run.add_argument("--cni-conf-dir", metavar="DIR", help="runtime's CNI config dir (default /etc/cni/net.d)")
+    run.add_argument("--pod-bridge", metavar="NAME", help="bridge of the pod network (default nodeagent0)")
+    run.add_argument("--pod-mtu", type=int, metavar="N", help="pod interface MTU (default: the node's)")
     run.add_argument("--file-check-frequency", type=_duration, metavar="DURATION",
                      help="rescan of the manifest directory besides inotify (default 20s)")
 
@@ -134,9 +143,10 @@ _RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_po
               "pod_logs_dir", "hostname_override", "node_ip", "max_pods", "cgroup_root", "address",
               "read_only_port", "healthz_bind_address", "healthz_port", "runtime_request_timeout",
               "sync_frequency", "file_check_frequency", "cgroup_driver", "pod_pids_limit", "cpu_cfs_quota",
-              "cpu_cfs_quota_period", "system_reserved", "kube_reserved", "eviction_hard", "eviction_soft", "eviction_monitoring_period",
-              "eviction_soft_grace_period", "eviction_minimum_reclaim",
-              "eviction_pressure_transition_period", "eviction_max_pod_grace_period")
+              "cpu_cfs_quota_period", "system_reserved", "kube_reserved", "eviction_hard", "eviction_soft",
+              "eviction_monitoring_period", "eviction_soft_grace_period", "eviction_minimum_reclaim",
+              "eviction_pressure_transition_period", "eviction_max_pod_grace_period",
+              "pod_cidr", "cluster_dns", "cluster_domain", "cni_bin_dir", "cni_conf_dir", "pod_bridge", "pod_mtu")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

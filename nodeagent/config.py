@@ -8,6 +8,7 @@ never does less than its author thinks.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from dataclasses import dataclass, field, fields
@@ -70,6 +71,14 @@ class AgentConfig:
     eviction_pressure_transition_period: float = 300.0
     eviction_max_pod_grace_period: int = 0
     eviction_monitoring_period: float = 10.0  # kubelet housekeeping for eviction; flag only
+    # Pod network (nodeagent/netns): empty podCIDR leaves networking to the runtime's CNI config.
+    pod_cidr: str = ""
+    cluster_dns: tuple[str, ...] = ()
+    cluster_domain: str = ""
+    cni_bin_dir: str = "/opt/cni/bin"
+    cni_conf_dir: str = "/etc/cni/net.d"
+    pod_bridge: str = "nodeagent0"
+    pod_mtu: int = 0  # 0: the MTU of the node's default-route interface
     # Flag-only settings (kubelet has no config field for these).
     root_dir: str = "/var/lib/kubelet"
     hostname_override: str = ""
@@ -98,6 +107,7 @@ _FILE_FIELDS = {
     "mergeDefaultEvictionSettings": "merge_default_eviction_settings",
     "evictionPressureTransitionPeriod": "eviction_pressure_transition_period",
     "evictionMaxPodGracePeriod": "eviction_max_pod_grace_period",
+    "podCIDR": "pod_cidr", "clusterDNS": "cluster_dns", "clusterDomain": "cluster_domain",
 }
 _DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency",
               "eviction_pressure_transition_period", "cpu_cfs_quota_period", "eviction_monitoring_period"}
@@ -131,6 +141,20 @@ def load_config_file(path: str) -> dict[str, Any]:
     return values
 
 
+def _ip_list(value: Any) -> tuple[str, ...]:
+    """clusterDNS: a list in the file, comma-separated on the command line."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"clusterDNS: expected a list of IP addresses, got {value!r}")
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_address(str(item).strip())))
+        except ValueError:
+            raise ConfigError(f"clusterDNS: {item!r} is not an IP address") from None
+    return tuple(out)
+
+
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> AgentConfig:
     """Defaults < config file < flags; each value checked for its type."""
     merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
@@ -147,6 +171,8 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
                 raise ConfigError(f"{name}: expected a map of strings, got {value!r}")
             else:
                 value = dict(value)
+        elif name == "cluster_dns":
+            value = _ip_list(value)
         elif types[name] is bool and not isinstance(value, bool):
             raise ConfigError(f"{name}: expected true or false, got {value!r}")
         elif types[name] is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -161,6 +187,15 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
         raise ConfigError(f"cgroupDriver: must be cgroupfs or systemd, got {config.cgroup_driver!r}")
     if not 0.001 <= config.cpu_cfs_quota_period <= 1.0:
         raise ConfigError(f"cpuCFSQuotaPeriod: must be between 1ms and 1s, got {config.cpu_cfs_quota_period}s")
+    if config.pod_cidr:
+        try:
+            cidr = ipaddress.IPv4Network(config.pod_cidr)
+        except ValueError as exc:
+            raise ConfigError(f"podCIDR: {config.pod_cidr!r} is not an IPv4 CIDR: {exc}") from None
+        if cidr.prefixlen > 29:
+            raise ConfigError(f"podCIDR: {config.pod_cidr} is too small (at most /29)")
+    if not 0 < len(config.pod_bridge) <= 15 or "/" in config.pod_bridge:
+        raise ConfigError(f"pod bridge name {config.pod_bridge!r} is not a valid interface name")
     if config.max_pods < 1:
         raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
     from nodeagent.eviction.thresholds import eviction_config  # imports this module

@@ -49,7 +49,8 @@ class AgentProcess:
                 "--hostname-override", NODE_NAME, "--node-ip", "127.0.0.1",
                 "--cgroup-root", self.cgroup_root,
                 "--read-only-port", str(self.read_only_port),
-                "--healthz-port", str(self.healthz_port), *self.extra_args]
+                "--healthz-port", str(self.healthz_port), *self.env.agent_network_flags(),
+                *self.extra_args]  # later flags win
 
     def start(self, timeout: float = 30.0) -> AgentProcess:
         log = open(self.log_file, "ab")

@@ -9,6 +9,7 @@ test suite can fail on it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -24,6 +25,8 @@ from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError, NotFoundError
 from nodeagent.devenv.containerd import Containerd, ContainerdPaths, HarnessError, run_coroutine
 from nodeagent.devenv.registry import Registry
+from nodeagent.netns import iptables
+from nodeagent.netns.links import instance_tag, links_with_prefix
 from nodeagent.oci.layout import BUSYBOX, PAUSE, ImageSpec, build_layout
 
 log = structlog.get_logger("nodeagent.devenv")
@@ -57,6 +60,12 @@ class DevEnv:
         self.bridge = f"nad{self.id}"
         self.network = f"nodeagent-{name}-{self.id}"
         self.subnet = f"10.88.{int(digest[6:8], 16) % 200 + 20}.0/24"
+        # The agent's own pod network (nodeagent/netns), beside the plain one
+        # that tests driving CRI without an agent use (docs/decisions.md).
+        self.agent_bridge = f"nap{self.id}"
+        self.agent_subnet = f"10.89.{int(digest[6:8], 16) % 200 + 20}.0/24"
+        self.agent_network = f"nodeagent-{self.agent_bridge}"
+        self._net_leaks: list[str] = []
         # A second env (e.g. one whose containerd a test kills) reuses the
         # first one's registry and images instead of starting its own.
         self._owns_registry = share_images_from is None
@@ -83,6 +92,13 @@ class DevEnv:
     @property
     def pod_log_root(self) -> Path:
         return self.base / "pods"
+
+    def agent_network_flags(self) -> list[str]:
+        """`nodeagent run` flags that put its pods on the agent's own network here."""
+        assert self.containerd, "DevEnv.up() first"
+        paths = self.containerd.paths
+        return ["--pod-cidr", self.agent_subnet, "--pod-bridge", self.agent_bridge,
+                "--cni-bin-dir", str(paths.cni_bin), "--cni-conf-dir", str(paths.cni_conf)]
 
     def cgroup_parent(self, leaf: str) -> str:
         """A cgroupfs-driver cgroup_parent inside this env's own subtree."""
@@ -120,6 +136,8 @@ class DevEnv:
             except CRIError as exc:
                 log.warning("could not remove pods through CRI", error=str(exc))
             self.containerd.stop()
+        # Per-pod network objects left now are leaks; the shared ones go in _sweep.
+        self._net_leaks = agent_network_leftovers(self.agent_bridge)
         if self._owns_registry:
             self.registry.stop()
         self._sweep()
@@ -128,6 +146,7 @@ class DevEnv:
         """Between tests: no pods in the runtime, no pod cgroups, no mounts
         left under `workdir` (an agent's root dir holds tmpfs emptyDirs)."""
         run_coroutine(lambda: remove_all_pods(self.endpoint))
+        self._drop_agent_conflists()
         if workdir is not None:
             _unmount_all(_mounts_under(workdir.resolve()))
         for cgroup in self._own_cgroups():
@@ -179,7 +198,8 @@ class DevEnv:
             if address.exists() and (text := address.read_text().strip()).startswith("unix://"):
                 files.append(Path(text[len("unix://"):]))
             files += LIBCNI_RESULTS.glob(f"*-{bundle.name}-*")
-        return files + sorted(LIBCNI_RESULTS.glob(f"{self.network}-*"))
+        return files + sorted(LIBCNI_RESULTS.glob(f"{self.network}-*")) + sorted(
+            LIBCNI_RESULTS.glob(f"{self.agent_network}-*"))
 
     def _sweep(self) -> None:
         """Remove what a crash or a failed test may have left, in dependency order."""
@@ -196,8 +216,10 @@ class DevEnv:
         _unmount_all(self._own_mounts())
         for cgroup in self._own_cgroups():
             _rmdir_tree(cgroup)
-        if Path(f"/sys/class/net/{self.bridge}").exists():
-            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        for bridge in (self.bridge, self.agent_bridge):
+            if Path(f"/sys/class/net/{bridge}").exists():
+                subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        remove_agent_network(self.agent_bridge)
         if self.base.exists():
             subprocess.run(["rm", "-rf", "--one-file-system", str(self.base)], capture_output=True)
         for d in self._host_dirs_created:
@@ -210,14 +232,28 @@ class DevEnv:
         found = [f"process {pid}: {cmd}" for pid, cmd in self._own_processes()]
         found += [f"mount {m}" for m in self._own_mounts()]
         found += [f"cgroup {c}" for c in self._own_cgroups()]
-        if Path(f"/sys/class/net/{self.bridge}").exists():
-            found.append(f"link {self.bridge}")
+        for bridge in (self.bridge, self.agent_bridge):
+            if Path(f"/sys/class/net/{bridge}").exists():
+                found.append(f"link {bridge}")
+        found += self._net_leaks + agent_network_leftovers(self.agent_bridge, shared=True)
         if self.base.exists():
             found.append(f"directory {self.base}")
         found += [f"directory {d}" for d in self._host_dirs_created if d.exists()]
         found += [f"file {p}" for p in self._swept_host_files if p.exists()]
-        found += [f"CNI cache {p}" for p in LIBCNI_RESULTS.glob(f"{self.network}-*")]
+        for network in (self.network, self.agent_network):
+            found += [f"CNI cache {p}" for p in LIBCNI_RESULTS.glob(f"{network}-*")]
         return found
+
+    def _drop_agent_conflists(self) -> None:
+        """An agent's conflist outlives the agent (as the kubelet's CNI config
+        does); the next test without an agent needs the plain network again."""
+        if self.containerd is None:
+            return
+        dropped = [p for p in self.containerd.paths.cni_conf.glob("00-*.conflist")]
+        for path in dropped:
+            path.unlink()
+        if dropped:
+            run_coroutine(lambda: wait_cni_loaded(self.endpoint, self.network))
 
 
 async def remove_all_pods(endpoint: str) -> None:
@@ -229,6 +265,40 @@ async def remove_all_pods(endpoint: str) -> None:
                     await step(sandbox.id)
                 except NotFoundError:
                     pass
+
+
+async def wait_cni_loaded(endpoint: str, network: str, timeout: float = 10.0) -> None:
+    """Until the runtime's Status lists `network` (containerd watches its conf dir)."""
+    async with CRIClient(endpoint) as client:
+        deadline = time.monotonic() + timeout
+        while network not in (await client.status(verbose=True)).info.get("cniconfig", ""):
+            if time.monotonic() > deadline:
+                raise HarnessError(f"containerd did not load CNI network {network}")
+            await asyncio.sleep(0.02)
+
+
+def agent_network_leftovers(bridge: str, *, shared: bool = False) -> list[str]:
+    """Per-pod objects of the agent network on `bridge` (host veths, hostPort
+    rules); with `shared`, also its chains (which _sweep removes)."""
+    tag = instance_tag(bridge)
+    found = [f"link {name}" for name in links_with_prefix(f"v{tag}")]
+    rules = iptables.saved_rules(tag)
+    hostport = iptables.Chains(tag).hostport
+    found += [f"iptables {r}" for r in rules if r.startswith(f"-A {hostport} ")]
+    if shared:
+        found += [f"iptables {r}" for r in rules if not r.startswith(f"-A {hostport} ")]
+        sock = Path("/run") / f"nodeagent-{tag}.sock"
+        if sock.exists():
+            found.append(f"socket {sock}")
+    return found
+
+
+def remove_agent_network(bridge: str) -> None:
+    tag = instance_tag(bridge)
+    for name in links_with_prefix(f"v{tag}"):
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    iptables.remove_all(iptables.Chains(tag))
+    (Path("/run") / f"nodeagent-{tag}.sock").unlink(missing_ok=True)
 
 
 def _mounts_under(path: Path) -> list[str]:

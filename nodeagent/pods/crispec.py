@@ -106,6 +106,9 @@ class NodeContext:
     resources: cgroup_values.ResourcePolicy = cgroup_values.ResourcePolicy(memory_capacity=0)
     # Fallback for limits.ephemeral-storage in resourceFieldRef (0 = unknown).
     allocatable_ephemeral_storage_bytes: int = 0
+    # clusterDNS / clusterDomain (KubeletConfiguration) for ClusterFirst pods.
+    cluster_dns: tuple[str, ...] = ()
+    cluster_domain: str = ""
 
 
 # -- small shared helpers ----------------------------------------------------------
@@ -313,7 +316,8 @@ def sandbox_config(pod: Pod, ctx: NodeContext, *, attempt: int, cgroup_parent: s
         # leaves it empty for hostNetwork pods (they see the node's hostname).
         hostname="" if pod.spec.host_network else pod_hostname(pod),
         log_directory=str(pod_log_dir(pod, ctx)),
-        dns_config=dns_config(pod, ctx, cluster_dns=cluster_dns, cluster_domain=cluster_domain),
+        dns_config=dns_config(pod, ctx, cluster_dns=cluster_dns or ctx.cluster_dns,
+                              cluster_domain=cluster_domain or ctx.cluster_domain),
         port_mappings=port_mappings(pod),
         labels={**meta.labels, LABEL_POD_NAME: meta.name, LABEL_POD_NAMESPACE: meta.namespace,
                 LABEL_POD_UID: meta.uid},

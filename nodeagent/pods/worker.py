@@ -24,6 +24,7 @@ from nodeagent.cgroups.fs import CgroupError
 from nodeagent.cgroups.manager import CgroupManager
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError, NotFoundError, RuntimeUnavailable
+from nodeagent.netns import hosts as etchosts
 from nodeagent.oci.puller import ImageError, ImagePuller
 from nodeagent.pods import crispec, volumes
 from nodeagent.pods.backoff import crashloop_decision
@@ -347,8 +348,11 @@ class PodWorker:
         except CRIError as exc:
             self._log.warning("failed to create pod sandbox", error=exc.details or str(exc))
             self.view.reason, self.view.message = "", ""
+            # The kubelet says why only in a FailedCreatePodSandBox event; until
+            # events exist, the waiting message carries it (docs/decisions.md).
+            why = f"Failed to create pod sandbox: {exc.details or exc}"
             for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
-                self.view.waiting[c.name] = Waiting("ContainerCreating")
+                self.view.waiting[c.name] = Waiting("ContainerCreating", why)
             plan.soon(SYNC_ERROR_BACKOFF)
             return None
         self._log.info("pod sandbox started", sandbox=sandbox_id, attempt=attempt)
@@ -480,7 +484,11 @@ class PodWorker:
                 self.pod, c, self.deps.node, attempt=attempt, image_ref=image.ref,
                 sandbox_ip=sandbox.ips[0] if sandbox.ips else "", mounts=mounts,
                 termination_log=termination_log, backoff_annotations=annotations or {})
-        except (crispec.ConfigError, volumes.VolumeError) as exc:
+            hosts_mount = await self._blocking(
+                etchosts.container_hosts_mount, self.pod, c, self.deps.node, sandbox.ips)
+            if hosts_mount is not None:
+                config.mounts.append(hosts_mount)
+        except (crispec.ConfigError, volumes.VolumeError, OSError) as exc:
             self.view.waiting[c.name] = Waiting("CreateContainerConfigError", str(exc))
             self._log.warning("container config error", container=c.name, error=str(exc))
             plan.soon(SYNC_ERROR_BACKOFF)
