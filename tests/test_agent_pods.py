@@ -121,7 +121,8 @@ async def test_edit_recreates_and_removal_stops(agent: AgentProcess, devenv: Dev
         return not await sandboxes_of(cri, new_uid)
 
     await wait_for(no_sandboxes, what="the old pod's sandboxes removed")
-    assert not (agent.root_dir / "pods" / new_uid).exists()
+    # The pod dir goes right after the sandbox (one executor hop later).
+    await wait_for(lambda: not (agent.root_dir / "pods" / new_uid).exists(), what="pod dir removed")
 
 
 async def test_termination_uses_grace_period(agent: AgentProcess, devenv: DevEnv, cri: CRIClient) -> None:
