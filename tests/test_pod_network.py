@@ -11,9 +11,12 @@ import ipaddress
 import json
 import socket
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from nodeagent import hostinfo
 from nodeagent.cri.client import CRIClient
@@ -23,7 +26,7 @@ from nodeagent.devenv.env import DevEnv
 from nodeagent.netns import iptables
 from nodeagent.netns.links import host_veth_name, instance_tag, links_with_prefix
 from tests.agentproc import NODE_NAME, AgentProcess, container, pod_manifest, running
-from tests.netutil import outside_network, socket_in_netns
+from tests.netutil import outside_network, sh, socket_in_netns
 from tests.polling import wait_for
 
 HTTPD = ["sh", "-c", "mkdir -p /www && echo hello-$(hostname) > /www/index.html && "
@@ -282,3 +285,25 @@ async def test_exhausted_pod_cidr_shows_in_pod_status(devenv: DevEnv, tmp_path: 
         agent.stop()
         devenv.reset(tmp_path)
         remove_network(bridge)
+
+
+async def test_network_setup_failure_is_reported_not_fatal(devenv: DevEnv, tmp_path: Path) -> None:
+    """A bad bridge name: the agent says why (log, healthz) and keeps running."""
+    agent = AgentProcess(devenv, tmp_path, "--pod-bridge", "lo")
+    agent.start(ready_path="/healthz/syncloop")
+    try:
+        url = f"http://127.0.0.1:{agent.healthz_port}/healthz"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            http_get(f"{url}/network")
+        body = err.value.read().decode()
+        assert err.value.code == 500
+        assert "interface lo exists and is not a bridge; choose another --pod-bridge" in body
+        with pytest.raises(urllib.error.HTTPError):
+            http_get(url)  # until node status exists, healthz is where the agent says it
+        errors = [e for e in agent.log_lines() if e.get("event") == "pod network unavailable"]
+        assert errors and "not a bridge" in errors[0]["error"]
+        assert devenv.agent_subnet.rsplit(".", 1)[0] not in sh("ip", "-4", "addr", "show", "dev", "lo")
+        assert agent.process.poll() is None
+    finally:
+        agent.stop()
+        devenv.reset(tmp_path)
