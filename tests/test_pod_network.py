@@ -246,11 +246,12 @@ async def test_sandbox_cycles_through_containerd_leave_nothing(agent: AgentProce
         assert host_veth_name(tag, sandbox_id, "eth0") in links_with_prefix(f"v{tag}")
         await cri.stop_pod_sandbox(sandbox_id)
         await cri.remove_pod_sandbox(sandbox_id)
-        assert ipam_files(agent) == {}
-        assert links_with_prefix(f"v{tag}") == []
-        assert not [r for r in iptables.saved_rules(tag) if "-j DNAT" in r]
-        assert not list(netns_dir.iterdir()) if netns_dir.exists() else True
-    assert len(seen) == 25  # round-robin: no address reused while others are free
+        assert ipam_files(agent) == {}, f"cycle {i}"
+        assert links_with_prefix(f"v{tag}") == [], f"cycle {i}"
+        assert not [r for r in iptables.saved_rules(tag) if "-j DNAT" in r], f"cycle {i}"
+        left = sorted(p.name for p in netns_dir.iterdir()) if netns_dir.exists() else []
+        assert left == [], f"cycle {i}: netns left {left}"
+    assert len(seen) == 25, f"round-robin: no address reused while others are free: {sorted(seen)}"
 
 
 async def test_exhausted_pod_cidr_shows_in_pod_status(devenv: DevEnv, tmp_path: Path) -> None:
