@@ -107,11 +107,14 @@ def free_host_port() -> int:
 
 async def test_pods_reach_each_other_the_host_and_hostports(agent: AgentProcess, devenv: DevEnv,
                                                            cri: CRIClient) -> None:
-    hp, udp_hp = free_host_port(), free_host_port()
+    hp, udp_hp, gw_hp = free_host_port(), free_host_port(), free_host_port()
+    gateway = str(ipaddress.ip_network(devenv.agent_subnet).network_address + 1)
     agent.write_manifest("a.yaml", pod_manifest("web-a", devenv.busybox, HTTPD,
                                                 container_extra=ports(8080, hp)
                                                 + f"    - containerPort: 9999\n      hostPort: {udp_hp}\n"
-                                                  "      protocol: UDP\n"))
+                                                  "      protocol: UDP\n"
+                                                + f"    - containerPort: 8080\n      hostPort: {gw_hp}\n"
+                                                  f"      hostIP: {gateway}\n"))
     agent.write_manifest("b.yaml", pod_manifest("web-b", devenv.busybox, HTTPD))
     a = await agent.wait_pod("web-a", running, what="Running")
     b = await agent.wait_pod("web-b", running, what="Running")
@@ -119,7 +122,6 @@ async def test_pods_reach_each_other_the_host_and_hostports(agent: AgentProcess,
     subnet = ipaddress.ip_network(devenv.agent_subnet)
     assert ipaddress.ip_address(ip_a) in subnet and ipaddress.ip_address(ip_b) in subnet
     assert ip_a != ip_b and a["status"]["podIPs"] == [{"ip": ip_a}]
-    gateway = str(subnet.network_address + 1)
     node_ip = hostinfo.default_node_ip()
 
     # host -> pod (once httpd listens), pod -> pod
@@ -134,6 +136,9 @@ async def test_pods_reach_each_other_the_host_and_hostports(agent: AgentProcess,
     assert http_get(f"http://{node_ip}:{hp}/") == f"hello-web-a-{NODE_NAME}\n"
     assert await pod_http_get(cri, agent, "web-b", node_ip, hp) == f"hello-web-a-{NODE_NAME}\n"
     assert await pod_http_get(cri, agent, "web-a", node_ip, hp) == f"hello-web-a-{NODE_NAME}\n"
+    # hostIP: only that address forwards the port.
+    assert http_get(f"http://{gateway}:{gw_hp}/") == f"hello-web-a-{NODE_NAME}\n"
+    assert _try_get(f"http://{node_ip}:{gw_hp}/") is None
 
     # The rules are in the host's iptables-save (its own backend), in our chains.
     tag = instance_tag(devenv.agent_bridge)
@@ -141,6 +146,8 @@ async def test_pods_reach_each_other_the_host_and_hostports(agent: AgentProcess,
     rules = [r for r in iptables.saved_rules(tag) if r.startswith(f"-A {chain} ")]
     assert any(f"-p tcp -m tcp --dport {hp} " in r and f"{ip_a}:8080" in r for r in rules), rules
     assert any(f"-p udp -m udp --dport {udp_hp} " in r and f"{ip_a}:9999" in r for r in rules), rules
+    assert any(r.startswith(f"-A {chain} -d {gateway}/32 -p tcp -m tcp --dport {gw_hp} ")
+               for r in rules), rules
     assert set(ipam_files(agent)) == {ip_a, ip_b}
     assert http_get(f"http://127.0.0.1:{agent.healthz_port}/healthz/network") == "ok"
 
