@@ -52,7 +52,7 @@ class AgentProcess:
                 "--healthz-port", str(self.healthz_port), *self.env.agent_network_flags(),
                 *self.extra_args]  # later flags win
 
-    def start(self, timeout: float = 30.0) -> AgentProcess:
+    def start(self, timeout: float = 30.0, ready_path: str = "/healthz") -> AgentProcess:
         log = open(self.log_file, "ab")
         try:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
@@ -62,7 +62,7 @@ class AgentProcess:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.healthz_port}/healthz", timeout=1):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.healthz_port}{ready_path}", timeout=1):
                     return self
             except (urllib.error.URLError, OSError):
                 pass

@@ -266,7 +266,9 @@ async def test_orphans_removed_when_agent_restarts(agent: AgentProcess, devenv: 
 
     await wait_for(gone_removed)
     assert {s.labels["io.kubernetes.pod.uid"] for s in await cri.list_pod_sandbox()} == {kept["metadata"]["uid"]}
-    assert not (agent.root_dir / "pods" / gone["metadata"]["uid"]).exists()
+    # The pod dir goes right after the sandbox (one executor hop later).
+    await wait_for(lambda: not (agent.root_dir / "pods" / gone["metadata"]["uid"]).exists(),
+                   what="orphan's pod dir removed")
 
 
 async def test_config_file_and_flag_precedence(devenv: DevEnv, tmp_path: Path) -> None:

@@ -11,9 +11,12 @@ import ipaddress
 import json
 import socket
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from nodeagent import hostinfo
 from nodeagent.cri.client import CRIClient
@@ -23,7 +26,7 @@ from nodeagent.devenv.env import DevEnv
 from nodeagent.netns import iptables
 from nodeagent.netns.links import host_veth_name, instance_tag, links_with_prefix
 from tests.agentproc import NODE_NAME, AgentProcess, container, pod_manifest, running
-from tests.netutil import outside_network, socket_in_netns
+from tests.netutil import outside_network, sh, socket_in_netns
 from tests.polling import wait_for
 
 HTTPD = ["sh", "-c", "mkdir -p /www && echo hello-$(hostname) > /www/index.html && "
@@ -104,11 +107,14 @@ def free_host_port() -> int:
 
 async def test_pods_reach_each_other_the_host_and_hostports(agent: AgentProcess, devenv: DevEnv,
                                                            cri: CRIClient) -> None:
-    hp, udp_hp = free_host_port(), free_host_port()
+    hp, udp_hp, gw_hp = free_host_port(), free_host_port(), free_host_port()
+    gateway = str(ipaddress.ip_network(devenv.agent_subnet).network_address + 1)
     agent.write_manifest("a.yaml", pod_manifest("web-a", devenv.busybox, HTTPD,
                                                 container_extra=ports(8080, hp)
                                                 + f"    - containerPort: 9999\n      hostPort: {udp_hp}\n"
-                                                  "      protocol: UDP\n"))
+                                                  "      protocol: UDP\n"
+                                                + f"    - containerPort: 8080\n      hostPort: {gw_hp}\n"
+                                                  f"      hostIP: {gateway}\n"))
     agent.write_manifest("b.yaml", pod_manifest("web-b", devenv.busybox, HTTPD))
     a = await agent.wait_pod("web-a", running, what="Running")
     b = await agent.wait_pod("web-b", running, what="Running")
@@ -116,7 +122,6 @@ async def test_pods_reach_each_other_the_host_and_hostports(agent: AgentProcess,
     subnet = ipaddress.ip_network(devenv.agent_subnet)
     assert ipaddress.ip_address(ip_a) in subnet and ipaddress.ip_address(ip_b) in subnet
     assert ip_a != ip_b and a["status"]["podIPs"] == [{"ip": ip_a}]
-    gateway = str(subnet.network_address + 1)
     node_ip = hostinfo.default_node_ip()
 
     # host -> pod (once httpd listens), pod -> pod
@@ -131,6 +136,9 @@ async def test_pods_reach_each_other_the_host_and_hostports(agent: AgentProcess,
     assert http_get(f"http://{node_ip}:{hp}/") == f"hello-web-a-{NODE_NAME}\n"
     assert await pod_http_get(cri, agent, "web-b", node_ip, hp) == f"hello-web-a-{NODE_NAME}\n"
     assert await pod_http_get(cri, agent, "web-a", node_ip, hp) == f"hello-web-a-{NODE_NAME}\n"
+    # hostIP: only that address forwards the port.
+    assert http_get(f"http://{gateway}:{gw_hp}/") == f"hello-web-a-{NODE_NAME}\n"
+    assert _try_get(f"http://{node_ip}:{gw_hp}/") is None
 
     # The rules are in the host's iptables-save (its own backend), in our chains.
     tag = instance_tag(devenv.agent_bridge)
@@ -138,6 +146,8 @@ async def test_pods_reach_each_other_the_host_and_hostports(agent: AgentProcess,
     rules = [r for r in iptables.saved_rules(tag) if r.startswith(f"-A {chain} ")]
     assert any(f"-p tcp -m tcp --dport {hp} " in r and f"{ip_a}:8080" in r for r in rules), rules
     assert any(f"-p udp -m udp --dport {udp_hp} " in r and f"{ip_a}:9999" in r for r in rules), rules
+    assert any(r.startswith(f"-A {chain} -d {gateway}/32 -p tcp -m tcp --dport {gw_hp} ")
+               for r in rules), rules
     assert set(ipam_files(agent)) == {ip_a, ip_b}
     assert http_get(f"http://127.0.0.1:{agent.healthz_port}/healthz/network") == "ok"
 
@@ -243,11 +253,12 @@ async def test_sandbox_cycles_through_containerd_leave_nothing(agent: AgentProce
         assert host_veth_name(tag, sandbox_id, "eth0") in links_with_prefix(f"v{tag}")
         await cri.stop_pod_sandbox(sandbox_id)
         await cri.remove_pod_sandbox(sandbox_id)
-        assert ipam_files(agent) == {}
-        assert links_with_prefix(f"v{tag}") == []
-        assert not [r for r in iptables.saved_rules(tag) if "-j DNAT" in r]
-        assert not list(netns_dir.iterdir()) if netns_dir.exists() else True
-    assert len(seen) == 25  # round-robin: no address reused while others are free
+        assert ipam_files(agent) == {}, f"cycle {i}"
+        assert links_with_prefix(f"v{tag}") == [], f"cycle {i}"
+        assert not [r for r in iptables.saved_rules(tag) if "-j DNAT" in r], f"cycle {i}"
+        left = sorted(p.name for p in netns_dir.iterdir()) if netns_dir.exists() else []
+        assert left == [], f"cycle {i}: netns left {left}"
+    assert len(seen) == 25, f"round-robin: no address reused while others are free: {sorted(seen)}"
 
 
 async def test_exhausted_pod_cidr_shows_in_pod_status(devenv: DevEnv, tmp_path: Path) -> None:
@@ -282,3 +293,25 @@ async def test_exhausted_pod_cidr_shows_in_pod_status(devenv: DevEnv, tmp_path: 
         agent.stop()
         devenv.reset(tmp_path)
         remove_network(bridge)
+
+
+async def test_network_setup_failure_is_reported_not_fatal(devenv: DevEnv, tmp_path: Path) -> None:
+    """A bad bridge name: the agent says why (log, healthz) and keeps running."""
+    agent = AgentProcess(devenv, tmp_path, "--pod-bridge", "lo")
+    agent.start(ready_path="/healthz/syncloop")
+    try:
+        url = f"http://127.0.0.1:{agent.healthz_port}/healthz"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            http_get(f"{url}/network")
+        body = err.value.read().decode()
+        assert err.value.code == 500
+        assert "interface lo exists and is not a bridge; choose another --pod-bridge" in body
+        with pytest.raises(urllib.error.HTTPError):
+            http_get(url)  # until node status exists, healthz is where the agent says it
+        errors = [e for e in agent.log_lines() if e.get("event") == "pod network unavailable"]
+        assert errors and "not a bridge" in errors[0]["error"]
+        assert devenv.agent_subnet.rsplit(".", 1)[0] not in sh("ip", "-4", "addr", "show", "dev", "lo")
+        assert agent.process.poll() is None
+    finally:
+        agent.stop()
+        devenv.reset(tmp_path)

@@ -35,6 +35,7 @@ CGROUP_MOUNT = Path("/sys/fs/cgroup")
 # Dirs containerd 1.6 creates outside its root/state whatever the config says:
 # libcni's result cache and the shim socket dir. Children before parents.
 LIBCNI_RESULTS = Path("/var/lib/cni/results")
+NAMED_NETNS = Path("/run/netns")  # `ip netns add` names
 HOST_DIRS = (LIBCNI_RESULTS, Path("/var/lib/cni"),
              Path("/run/containerd/s"), Path("/run/containerd"))
 # An image no test pulls as a side effect, so a pull test starts from "absent".
@@ -236,6 +237,9 @@ class DevEnv:
             if Path(f"/sys/class/net/{bridge}").exists():
                 found.append(f"link {bridge}")
         found += self._net_leaks + agent_network_leftovers(self.agent_bridge, shared=True)
+        # Network namespaces tests create carry the env id in their names.
+        if NAMED_NETNS.is_dir():
+            found += [f"netns {n}" for n in os.listdir(NAMED_NETNS) if self.id in n]
         if self.base.exists():
             found.append(f"directory {self.base}")
         found += [f"directory {d}" for d in self._host_dirs_created if d.exists()]

@@ -105,6 +105,8 @@ class BridgeInfo:
 def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface, mtu: int) -> BridgeInfo:
     """The bridge with the gateway address, up, forwarding packets that come in
     on it (per-interface forwarding: the host's global ip_forward stays as it is)."""
+    if _host_attr(name, "ifindex") is not None and not os.path.isdir(f"/sys/class/net/{name}/bridge"):
+        raise LinkError(f"interface {name} exists and is not a bridge; choose another --pod-bridge")
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if index is None:

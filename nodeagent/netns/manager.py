@@ -99,9 +99,13 @@ class NetworkManager:
             await self._run(self.network.sync_hostports)
             await self._serve()
             await self._run(self._install)
-        except (iptables.IptablesError, links.LinkError, OSError) as exc:
-            self._readiness = Readiness(False, "NetworkPluginNotReady", str(exc))
-            raise NetworkSetupError(f"pod network setup failed: {exc}") from exc
+        except (iptables.IptablesError, links.LinkError, links.NetlinkError, OSError,
+                NetworkSetupError) as exc:
+            self._readiness = Readiness(False, "NetworkPluginNotReady",
+                                        f"pod network setup failed: {exc}")
+            if self._server is not None:
+                self._server.close()
+            raise NetworkSetupError(self._readiness.message) from exc
         if Path(IP_FORWARD).read_text().strip() != "1":
             log.warning("net.ipv4.ip_forward is 0: pods reach each other and this node, but "
                         "replies from outside the node are not forwarded back to pods "
