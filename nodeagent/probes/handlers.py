@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,16 +80,16 @@ async def run_exec(cri: CRIClient, container_id: str, command: Sequence[str],
         # The runtime answers at the deadline; the margin only guards against a stuck runtime.
         result = await asyncio.wait_for(cri.exec_sync(container_id, command, timeout), timeout + 2.0)
     except TimeoutError:
-        return Outcome(Result.FAILURE, f"command {shown!r} timed out")
+        return Outcome(Result.FAILURE, f'command "{shown}" timed out')
     except CRIError as exc:
         text = exc.details or str(exc)
         if ("timeout" in text and "exceeded" in text) or exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return Outcome(Result.FAILURE, f"command {shown!r} timed out")
+            return Outcome(Result.FAILURE, f'command "{shown}" timed out')
         return Outcome(Result.UNKNOWN, text)
     output = (result.stdout + result.stderr)[:MAX_BODY].decode(errors="replace")
     if result.exit_code == 0:
         return Outcome(Result.SUCCESS, output)
-    return Outcome(Result.FAILURE, output or f"command {shown!r} exited with {result.exit_code}")
+    return Outcome(Result.FAILURE, output or f'command "{shown}" exited with {result.exit_code}')
 
 
 # -- tcpSocket ----------------------------------------------------------------
@@ -107,6 +108,9 @@ async def run_tcp(host: str, port: int, timeout: float) -> Outcome:
 
 
 def _os_error(exc: OSError) -> str:
+    """Go's wording: "connection refused", "no route to host"."""
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
     return (exc.strerror or str(exc)).lower()
 
 
