@@ -22,6 +22,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from nodeagent.cri.client import CRIClient
+from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.devenv.env import DevEnv
 from nodeagent.probes.handlers import USER_AGENT
 from tests.agentproc import AgentProcess, container
@@ -365,3 +366,144 @@ async def test_grpc_probes_pass_fail_and_time_out(agent: AgentProcess, devenv: D
     assert slow and all(950 <= r["ms"] <= 1300 for r in slow), [r["ms"] for r in slow]
     assert any("health rpc did not complete within 1s" in e["message"]
                for e in events(agent, "Unhealthy", "grpc-slow"))
+
+
+# -- startup gating --------------------------------------------------------------------
+
+async def test_startup_probe_delays_liveness_and_restarts_when_it_never_succeeds(
+        agent: AgentProcess, devenv: DevEnv) -> None:
+    # Liveness would kill at its first failure: it must not run before startup succeeded.
+    agent.write_manifest("late.yaml", probe_pod("startup-late", devenv.busybox,
+                                                ["sh", "-c", "sleep 5; touch /tmp/up; exec sleep 3600"], """\
+    startupProbe: {exec: {command: [test, -f, /tmp/up]}, periodSeconds: 1, failureThreshold: 30}
+    livenessProbe: {exec: {command: [test, -f, /tmp/up]}, periodSeconds: 1, failureThreshold: 1}
+    readinessProbe: {exec: {command: ["true"]}, periodSeconds: 1}
+"""))
+    agent.write_manifest("never.yaml", probe_pod("startup-never", devenv.busybox, ["sleep", "3600"], """\
+    startupProbe: {exec: {command: ["false"]}, periodSeconds: 1, failureThreshold: 3}
+    readinessProbe: {exec: {command: ["true"]}, periodSeconds: 1}
+"""))
+    late_start, never_start = await asyncio.gather(running_since(agent, "startup-late"),
+                                                   running_since(agent, "startup-never"))
+
+    # not started (and so not ready) until the startup probe passed, after ~5 s
+    def started(p: dict[str, Any]) -> bool:
+        return container(p, "main").get("started") is True
+    pod = await never(agent, "startup-late", started, 4.0 - (time.monotonic() - late_start))
+    assert container(pod, "main")["ready"] is False
+    t, pod = await Timeline(agent).when("startup-late", started, 10)
+    assert 5 - 0.5 <= t - late_start <= 5 + 1 + SLACK, t - late_start
+    await Timeline(agent).when("startup-late", lambda p: cond(p, "Ready") == "True", 5)
+    pod = await never(agent, "startup-late", lambda p: restarts(p) > 0, 2)
+    assert not events(agent, "Unhealthy", "startup-late") or all(
+        "Startup probe failed" in e["message"] for e in events(agent, "Unhealthy", "startup-late"))
+
+    # a startup probe that never succeeds restarts the container; never started, never ready
+    await Timeline(agent).when("startup-never", lambda p: restarts(p) >= 1, 20)
+    killed = seconds_to_kill(agent, "startup-never", "Container main failed startup probe, will be restarted")
+    assert 2 <= killed <= 3 + 1 + SLACK, killed
+    assert not [e for e in events(agent, "Unhealthy", "startup-never") if "Readiness" in e["message"]]
+    assert not [r for r in probe_runs(agent, "startup-never", "Readiness")]
+
+
+# -- lifecycle hooks --------------------------------------------------------------------
+
+async def test_post_start_runs_before_the_container_counts_as_running(
+        agent: AgentProcess, devenv: DevEnv, cri: CRIClient) -> None:
+    agent.write_manifest("ps.yaml", probe_pod("poststart", devenv.busybox, [
+        "sh", "-c", "while [ ! -f /tmp/hook ]; do sleep 0.1; done; cat /tmp/hook > /tmp/seen; "
+                    "exec sleep 3600"], """\
+    lifecycle:
+      postStart: {exec: {command: [sh, -c, "sleep 2; echo from-hook > /tmp/hook"]}}
+"""))
+    agent.write_manifest("bad.yaml", probe_pod("poststart-bad", devenv.busybox, ["sleep", "3600"], """\
+    lifecycle:
+      postStart: {exec: {command: [sh, -c, "echo nope; exit 7"]}}
+"""))
+    pod = await agent.wait_pod("poststart", is_running, timeout=30)
+    # the first status that shows it running comes after the hook wrote its file
+    hook_file, code = await exec_in(cri, pod, "main", "cat", "/tmp/hook")
+    assert code == 0 and hook_file == "from-hook\n"
+    assert container(pod, "main")["started"] is True
+    async def seen() -> bool:
+        out, code = await exec_in(cri, pod, "main", "cat", "/tmp/seen")
+        return code == 0 and out == "from-hook\n"
+    deadline = time.monotonic() + 5
+    while not await seen():
+        assert time.monotonic() < deadline, "the main process never read the hook's file"
+        await asyncio.sleep(0.1)
+    started = [line for line in agent.log_lines() if line.get("event") == "container started"
+               and line.get("pod", "").startswith("default/poststart-")]
+    running_at = datetime.fromisoformat(
+        container(pod, "main")["state"]["running"]["startedAt"].replace("Z", "+00:00")).timestamp()
+    assert started and abs(log_time(started[0]) - running_at) < 1.5
+
+    # a failing hook: FailedPostStartHook, the container killed and restarted
+    pod = await agent.wait_pod("poststart-bad", lambda p: restarts(p) >= 1, timeout=30)
+    failed = events(agent, "FailedPostStartHook", "poststart-bad")
+    assert failed and "exited with 7: nope" in failed[0]["message"]
+    assert any(e["message"].startswith("PostStartHook failed")
+               for e in events(agent, "Killing", "poststart-bad"))
+    assert not is_running(await agent.pod("poststart-bad")) or restarts(pod) >= 1
+
+
+async def test_pre_stop_runs_before_the_stop_signal(agent: AgentProcess, devenv: DevEnv,
+                                                    cri: CRIClient, tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o777)
+    trap = ("trap 'cat /proc/uptime > /data/{0}; {1}' TERM; "
+            "while true; do sleep 0.1; done")
+    volume = f"""\
+  volumes: [{{name: data, hostPath: {{path: {data}, type: Directory}}}}]
+"""
+    mount = "    volumeMounts: [{name: data, mountPath: /data}]\n"
+    # preStop sleep 3 s inside a 10 s grace period: SIGTERM 3 s after the kill began
+    agent.write_manifest("sleep.yaml", probe_pod("prestop", devenv.busybox,
+                                                 ["sh", "-c", trap.format("term", "exit 0")], """\
+    lifecycle:
+      preStop: {sleep: {seconds: 3}}
+""", extra=mount, spec_extra=volume, grace=10))
+    # preStop longer than the grace period: abandoned at 3 s, SIGTERM, SIGKILL 2 s later
+    agent.write_manifest("long.yaml", probe_pod("prestop-long", devenv.busybox,
+                                                ["sh", "-c", trap.format("term-long", "true")], """\
+    lifecycle:
+      preStop: {exec: {command: [sh, -c, "cat /proc/uptime > /data/hook-long; sleep 30"]}}
+""", extra=mount, spec_extra=volume, grace=3))
+    _, long_pod = await asyncio.gather(agent.wait_pod("prestop", is_running),
+                                       agent.wait_pod("prestop-long", is_running))
+
+    def uptime() -> float:
+        return float(open("/proc/uptime").read().split()[0])
+
+    async def stopped_at(uid: str) -> float:
+        """When the runtime stopped showing a running container of the pod."""
+        selector = pb.ContainerFilter(label_selector={"io.kubernetes.pod.uid": uid})
+        while any(c.state == pb.ContainerState.CONTAINER_RUNNING for c in await cri.list_containers(selector)):
+            await asyncio.sleep(0.05)
+        return uptime()
+
+    removed_at = uptime()
+    agent.remove_manifest("sleep.yaml")
+    agent.remove_manifest("long.yaml")
+    long_stopped = asyncio.ensure_future(stopped_at(long_pod["metadata"]["uid"]))
+    await wait_file(data / "term", 15)
+    term = float((data / "term").read_text().split()[0])
+    assert 3 - 0.1 <= term - removed_at <= 3 + SLACK, term - removed_at
+
+    await wait_file(data / "term-long", 15)
+    hook = float((data / "hook-long").read_text().split()[0])
+    term = float((data / "term-long").read_text().split()[0])
+    assert hook < term and 3 - 0.1 <= term - removed_at <= 3 + SLACK, (hook, term, removed_at)
+    gone = await asyncio.wait_for(long_stopped, 15)
+    # the container ignored SIGTERM: it got the 2 s minimum, then SIGKILL
+    assert 2 - 0.1 <= gone - term <= 2 + 2 * SLACK, gone - term
+    await agent.wait_gone("prestop", 15)
+    assert [e for e in events(agent, "Killing", "prestop") if e["message"] == "Stopping container main"]
+
+
+async def wait_file(path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text().strip()):
+        assert time.monotonic() < deadline, f"{path} not written in {timeout}s"
+        await asyncio.sleep(0.05)
