@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import bisect
 import collections
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger("nodeagent.probes")
 
 PROBE_TOTAL = "prober_probe_total"
 PROBE_DURATION = "prober_probe_duration_seconds"
@@ -19,6 +24,7 @@ PROBE_DURATION = "prober_probe_duration_seconds"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 Labels = tuple[tuple[str, str], ...]
+LATENESS_LOG_PERIOD = 30.0  # seconds between "probe lateness" summaries in the log
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class ProbeMetrics:
         self.totals: dict[Labels, int] = {}
         self.durations: dict[Labels, _Histogram] = {}
         self.lateness: collections.deque[float] = collections.deque(maxlen=lateness_window)
+        self._window: list[float] = []
+        self._window_start = time.monotonic()
 
     def observe(self, *, probe_type: str, result: str, container: str, pod: str, namespace: str,
                 pod_uid: str, seconds: float) -> None:
@@ -62,7 +70,19 @@ class ProbeMetrics:
             hist.count += 1
 
     def observe_lateness(self, seconds: float) -> None:
+        """How late a probe started against its schedule; summarised in the log
+        every 30 s, so a benchmark (or an operator) can see the prober keep time."""
         self.lateness.append(seconds)
+        self._window.append(seconds)
+        now = time.monotonic()
+        if now - self._window_start >= LATENESS_LOG_PERIOD:
+            data = sorted(self._window)
+            log.info("probe lateness", probes=len(data),
+                     p50_ms=round(data[len(data) // 2] * 1000, 2),
+                     p99_ms=round(data[min(len(data) - 1, int(0.99 * len(data)))] * 1000, 2),
+                     max_ms=round(data[-1] * 1000, 2))
+            self._window = []
+            self._window_start = now
 
     def forget_pod(self, namespace: str, pod: str) -> None:
         """The kubelet deletes a pod's series when its probe workers stop."""
