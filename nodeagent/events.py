@@ -40,6 +40,7 @@ class EventRecorder:
     def __init__(self, keep: int = RECENT_EVENTS) -> None:
         self.recent: collections.deque[Event] = collections.deque(maxlen=keep)
         self._sinks: list[EventSink] = []
+        self._log: structlog.typing.FilteringBoundLogger | None = None
 
     def add_sink(self, sink: EventSink) -> None:
         self._sinks.append(sink)
@@ -48,7 +49,9 @@ class EventRecorder:
                reason: str, message: str) -> Event:
         event = Event(namespace, pod, pod_uid, container, type, reason, message, time.time())
         self.recent.append(event)
-        logger = log.warning if type == WARNING else log.info
+        if self._log is None:  # bound once, after logging is configured: cheap per event
+            self._log = log.bind()
+        logger = self._log.warning if type == WARNING else self._log.info
         logger("event", event_type=type, reason=reason, message=message,
                pod=f"{namespace}/{pod}", pod_uid=pod_uid, container=container or None)
         for sink in self._sinks:

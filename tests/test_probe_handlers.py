@@ -127,3 +127,32 @@ def test_metrics_series_have_the_kubelets_names_and_labels() -> None:
     assert set(count.labels) == {"probe_type", "container", "pod", "namespace"}
     m.forget_pod("default", "web")
     assert list(m.samples()) == []
+
+
+async def test_https_is_probed_without_verifying_the_certificate(tmp_path) -> None:
+    """A self-signed certificate (openssl, as any test CA would be) is accepted."""
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=probe-test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text=request.scheme)
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        outcome = await probe(f"https://127.0.0.1:{port}/")
+        assert outcome.result == Result.SUCCESS and outcome.message == "https"
+    finally:
+        await runner.cleanup()

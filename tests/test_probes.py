@@ -126,9 +126,18 @@ async def test_exec_probes_pass_fail_and_time_out(agent: AgentProcess, devenv: D
     agent.write_manifest("slow.yaml", probe_pod("exec-slow", devenv.busybox, sleeper, """\
     readinessProbe: {exec: {command: [sleep, "30"]}, periodSeconds: 1, timeoutSeconds: 1}
 """))
-    started = dict(zip(["exec-ok", "exec-fail", "exec-slow"], await asyncio.gather(
+    # ignores SIGTERM; the pod's 60 s grace would hold it, the probe's 1 s does not
+    agent.write_manifest("tgps.yaml", probe_pod("exec-tgps", devenv.busybox, [
+        "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"], """\
+    livenessProbe:
+      exec: {command: ["false"]}
+      periodSeconds: 1
+      failureThreshold: 1
+      terminationGracePeriodSeconds: 1
+""", grace=60))
+    started = dict(zip(["exec-ok", "exec-fail", "exec-slow", "exec-tgps"], await asyncio.gather(
         running_since(agent, "exec-ok"), running_since(agent, "exec-fail"),
-        running_since(agent, "exec-slow"))))
+        running_since(agent, "exec-slow"), running_since(agent, "exec-tgps"))))
 
     # passing: Ready within one period (+ jitter), and it stays so without restarts
     t, pod = await Timeline(agent).when("exec-ok", lambda p: cond(p, "Ready") == "True", 10)
@@ -157,6 +166,14 @@ async def test_exec_probes_pass_fail_and_time_out(agent: AgentProcess, devenv: D
     assert ps.count("sleep 30") <= 1, ps  # at most the probe running right now
     timeouts = [e for e in events(agent, "Unhealthy", "exec-slow") if "timed out" in e["message"]]
     assert timeouts, "no timeout events"
+
+    # the probe's terminationGracePeriodSeconds, not the pod's, bounds the kill
+    _, pod = await Timeline(agent).when("exec-tgps", lambda p: restarts(p) >= 1, 20)
+    last = container(pod, "main")["lastState"]["terminated"]
+    assert last["exitCode"] == 137
+    kill = next(log_time(e) for e in events(agent, "Killing", "exec-tgps"))
+    finished = datetime.fromisoformat(last["finishedAt"].replace("Z", "+00:00")).timestamp()
+    assert finished - kill <= 1 + 1 + SLACK, finished - kill  # SIGKILL after 1 s, not 60 s
 
 
 def probe_runs(agent: AgentProcess, pod: str, kind: str) -> list[dict[str, Any]]:

@@ -78,7 +78,8 @@ async def run_exec(cri: CRIClient, container_id: str, command: Sequence[str],
     shown = " ".join(command)
     try:
         # The runtime answers at the deadline; the margin only guards against a stuck runtime.
-        result = await asyncio.wait_for(cri.exec_sync(container_id, command, timeout), timeout + 2.0)
+        async with asyncio.timeout(timeout + 2.0):
+            result = await cri.exec_sync(container_id, command, timeout)
     except TimeoutError:
         return Outcome(Result.FAILURE, f'command "{shown}" timed out')
     except CRIError as exc:
@@ -97,13 +98,15 @@ async def run_exec(cri: CRIClient, container_id: str, command: Sequence[str],
 async def run_tcp(host: str, port: int, timeout: float) -> Outcome:
     """Success iff a TCP connection opens within the timeout."""
     address = join_host_port(host, port)
+    loop = asyncio.get_running_loop()
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        async with asyncio.timeout(timeout):
+            transport, _ = await loop.create_connection(asyncio.Protocol, host, port)
     except TimeoutError:
         return Outcome(Result.FAILURE, f"dial tcp {address}: i/o timeout")
     except OSError as exc:
         return Outcome(Result.FAILURE, f"dial tcp {address}: connect: {_os_error(exc)}")
-    writer.close()
+    transport.close()
     return SUCCESS
 
 
@@ -151,6 +154,56 @@ def request_headers(action: HTTPGetAction) -> list[tuple[str, str]]:
     return headers
 
 
+class _HTTPExchange(asyncio.Protocol):
+    """Sends one request and collects the response head plus at most MAX_BODY
+    of the body. A Protocol rather than streams: the prober makes one of these
+    per probe, so it stays cheap (most of what remains is the kernel's connect)."""
+
+    def __init__(self, request: bytes, done: asyncio.Future[bytes]) -> None:
+        self.request = request
+        self.done = done
+        self.buf = bytearray()
+        self.head_end = -1
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.head_end < 0:
+            self.head_end = self.buf.find(b"\r\n\r\n")
+            if self.head_end < 0:
+                if len(self.buf) > MAX_HEADER_BYTES:
+                    self._finish(ProtocolError("response header too large"))
+                return
+        if len(self.buf) - self.head_end - 4 >= MAX_BODY:
+            self._finish(None)  # the rest of the body is not read
+
+    def eof_received(self) -> bool:
+        self._finish(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(exc if self.head_end < 0 else None)  # a truncated body is no failure
+
+    def _finish(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            if exc is None and self.head_end < 0:
+                exc = ProtocolError("EOF")
+            if exc is not None:
+                self.done.set_exception(exc)
+            else:
+                self.done.set_result(bytes(self.buf))
+        if self.transport is not None:
+            self.transport.close()
+
+
+class ProtocolError(ValueError):
+    """The peer did not answer with an HTTP response."""
+
+
 async def http_get(url: str, headers: list[tuple[str, str]]) -> HTTPResponse:
     """One HTTP/1.1 GET on a fresh connection (no keep-alive, no proxy, no
     compression, TLS unverified), reading at most MAX_BODY of the body."""
@@ -158,42 +211,34 @@ async def http_get(url: str, headers: list[tuple[str, str]]) -> HTTPResponse:
     tls = parts.scheme == "https"
     host = parts.hostname or ""
     port = parts.port or (443 if tls else 80)
-    reader, writer = await asyncio.open_connection(
-        host, port, ssl=_INSECURE_TLS if tls else None, server_hostname="" if tls else None)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    host_header = next((v for n, v in headers if n.lower() == "host"), parts.netloc)
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
+    lines += [f"{n}: {v}" for n, v in headers if n.lower() not in ("host", "connection")]
+    lines += ["Connection: close", "", ""]
+    request = "\r\n".join(lines).encode("latin-1", errors="replace")
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes] = loop.create_future()
+    transport, _ = await loop.create_connection(
+        lambda: _HTTPExchange(request, done), host, port,
+        ssl=_INSECURE_TLS if tls else None, server_hostname="" if tls else None)
     try:
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        host_header = next((v for n, v in headers if n.lower() == "host"), parts.netloc)
-        lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
-        lines += [f"{n}: {v}" for n, v in headers if n.lower() not in ("host", "connection")]
-        lines += ["Connection: close", "", ""]
-        writer.write("\r\n".join(lines).encode("latin-1", errors="replace"))
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        if len(head) > MAX_HEADER_BYTES:
-            raise ValueError("response header too large")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        fields = status_line.split(" ", 2)
-        if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
-            raise ValueError(f"malformed HTTP response {status_line!r}")
-        response_headers = {}
-        for line in header_lines:
-            if ":" in line:
-                name, value = line.split(":", 1)
-                response_headers[name.strip().lower()] = value.strip()
-        body = b""
-        try:
-            while len(body) < MAX_BODY:
-                chunk = await reader.read(MAX_BODY - len(body))
-                if not chunk:
-                    break
-                body += chunk
-        except (OSError, asyncio.IncompleteReadError):
-            pass  # a truncated body is not a failure
-        return HTTPResponse(int(fields[1]), response_headers, body)
+        raw = await done
     finally:
-        writer.close()
+        transport.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    fields = status_line.split(" ", 2)
+    if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
+        raise ProtocolError(f"malformed HTTP response {status_line[:100]!r}")
+    response_headers = {}
+    for line in header_lines:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            response_headers[name.strip().lower()] = value.strip()
+    return HTTPResponse(int(fields[1]), response_headers, body[:MAX_BODY])
 
 
 async def http_follow(url: str, headers: list[tuple[str, str]]) -> HTTPResponse:
@@ -220,13 +265,14 @@ async def run_http(url: str, headers: list[tuple[str, str]], timeout: float) -> 
     """kubelet http prober: 200-399 success (a 3xx not followed is a warning),
     anything else or any transport error (timeout included) is a failure."""
     try:
-        response = await asyncio.wait_for(http_follow(url, headers), timeout)
+        async with asyncio.timeout(timeout):
+            response = await http_follow(url, headers)
     except TimeoutError:
         return Outcome(Result.FAILURE, f'Get "{url}": context deadline exceeded '
                                        "(Client.Timeout exceeded while awaiting headers)")
     except RedirectError as exc:
         return Outcome(Result.FAILURE, f'Get "{url}": {exc}')
-    except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+    except (OSError, ValueError) as exc:
         return Outcome(Result.FAILURE, f'Get "{url}": {_transport_error(exc)}')
     if 200 <= response.status < 400:
         if response.status >= 300:
@@ -237,8 +283,6 @@ async def run_http(url: str, headers: list[tuple[str, str]], timeout: float) -> 
 
 
 def _transport_error(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.IncompleteReadError):
-        return "EOF"
     if isinstance(exc, OSError):
         return f"dial tcp: connect: {_os_error(exc)}"
     return str(exc)
@@ -254,9 +298,9 @@ async def run_grpc(host: str, port: int, service: str, timeout: float) -> Outcom
     try:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            response = await asyncio.wait_for(
-                stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout),
-                timeout + 0.5)
+            async with asyncio.timeout(timeout + 0.5):  # grpc's deadline answers first
+                response = await stub.Check(health_pb2.HealthCheckRequest(service=service),
+                                            timeout=timeout)
         except TimeoutError:
             return Outcome(Result.FAILURE, f"timeout: health rpc did not complete within {timeout:g}s")
         except grpc.aio.AioRpcError as exc:

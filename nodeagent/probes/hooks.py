@@ -68,9 +68,9 @@ async def _http_hook(handler: LifecycleHandler, container: Container, pod_ip: st
         url = "http://" + url[len("https://"):]
         try:
             await handlers.http_get(url, headers)
-        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        except (OSError, ValueError) as exc:
             raise HookError(f'Get "{url}": {exc}') from None
-    except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+    except (OSError, ValueError) as exc:
         raise HookError(f'Get "{url}": {exc}') from None
 
 
