@@ -524,3 +524,30 @@ async def wait_file(path, timeout: float) -> None:
     while not (path.exists() and path.read_text().strip()):
         assert time.monotonic() < deadline, f"{path} not written in {timeout}s"
         await asyncio.sleep(0.05)
+
+
+async def test_sidecar_readiness_counts_for_the_pod(agent: AgentProcess, devenv: DevEnv) -> None:
+    agent.write_manifest("side.yaml", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sidecar-ready
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: proxy
+    image: {devenv.busybox}
+    restartPolicy: Always
+    command: [sh, -c, "sleep 3; touch /tmp/ready; exec sleep 3600"]
+    readinessProbe: {{exec: {{command: [test, -f, /tmp/ready]}}, periodSeconds: 1}}
+  containers:
+  - name: main
+    image: {devenv.busybox}
+    command: [sleep, "3600"]
+""")
+    pod = await agent.wait_pod("sidecar-ready", is_running, timeout=30)
+    ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["message"] == "containers with unready status: [proxy]"
+    assert container(pod, "main")["ready"] is True
+    pod = await agent.wait_pod("sidecar-ready", lambda p: cond(p, "Ready") == "True", timeout=10)
+    assert container(pod, "proxy", init=True)["ready"] is True

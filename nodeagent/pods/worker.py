@@ -10,6 +10,7 @@ Syncs of one pod are serialised; pods run in parallel.
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -183,7 +184,10 @@ class PodWorker:
                 wait = await self._run_guarded(self._sync)
                 if self._messages_pending:
                     wait = min(wait, 1.0) if wait is not None else 1.0
-                deadline = loop.time() + (wait if wait is not None else self.deps.resync_period)
+                # kubelet: resyncs are jittered (wait.Jitter(syncFrequency, 0.5)), so pods
+                # started together do not all sync in the same instant (probes keep time).
+                deadline = loop.time() + (wait if wait is not None
+                                          else self.deps.resync_period * (1 + 0.5 * random.random()))
         finally:
             if self.probes is not None:
                 await self.probes.stop()
