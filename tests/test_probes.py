@@ -173,7 +173,9 @@ async def test_exec_probes_pass_fail_and_time_out(agent: AgentProcess, devenv: D
     assert last["exitCode"] == 137
     kill = next(log_time(e) for e in events(agent, "Killing", "exec-tgps"))
     finished = datetime.fromisoformat(last["finishedAt"].replace("Z", "+00:00")).timestamp()
-    assert finished - kill <= 1 + 1 + SLACK, finished - kill  # SIGKILL after 1 s, not 60 s
+    # SIGKILL after the probe's 1 s, not the pod's 60 s (finishedAt has whole seconds, and
+    # containerd takes a moment to stop a container on this busy machine)
+    assert finished - kill <= 1 + 1 + 4 * SLACK, finished - kill
 
 
 def probe_runs(agent: AgentProcess, pod: str, kind: str) -> list[dict[str, Any]]:
