@@ -542,12 +542,24 @@ spec:
     restartPolicy: Always
     command: [sh, -c, "sleep 3; touch /tmp/ready; exec sleep 3600"]
     readinessProbe: {{exec: {{command: [test, -f, /tmp/ready]}}, periodSeconds: 1}}
+  - name: warmup
+    image: {devenv.busybox}
+    restartPolicy: Always
+    command: [sh, -c, "sleep 2; touch /tmp/up; exec sleep 3600"]
+    startupProbe: {{exec: {{command: [test, -f, /tmp/up]}}, periodSeconds: 1, failureThreshold: 20}}
   containers:
   - name: main
     image: {devenv.busybox}
     command: [sleep, "3600"]
 """)
     pod = await agent.wait_pod("sidecar-ready", is_running, timeout=30)
+    # the app waited for the sidecar's startup probe (kubelet: the next container starts after it)
+    warmup = container(pod, "warmup", init=True)
+    assert warmup["started"] is True
+
+    def started_at(c: dict[str, Any]) -> float:
+        return datetime.fromisoformat(c["state"]["running"]["startedAt"].replace("Z", "+00:00")).timestamp()
+    assert started_at(container(pod, "main")) - started_at(warmup) >= 2
     ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["message"] == "containers with unready status: [proxy]"
     assert container(pod, "main")["ready"] is True

@@ -423,9 +423,12 @@ class PodWorker:
                     if latest.state == CREATED:
                         await self._ignore_missing(self.deps.cri.start_container(latest.id))
                         plan.changed = True
+                    elif (self.probes is not None and not apps_started
+                          and not self.probes.started(c.name, latest.id)):
+                        return False  # kubelet: the next container waits for its startup probe
                     continue
                 started = await self._restart_or_start(c, observed, sandbox, mounts, plan, latest)
-                if not started and not apps_started:
+                if (not started or c.startup_probe is not None) and not apps_started:
                     return False
                 continue
             if latest is None:
