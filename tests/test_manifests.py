@@ -161,6 +161,15 @@ EXPECTED: dict[str, str] = {
     "probe-negative-delay.yaml": "spec.containers[0].readinessProbe.initialDelaySeconds: Invalid "
                                  "value: -5: must be greater than or equal to 0",
     "exec-without-command.yaml": "spec.containers[0].livenessProbe.exec.command: Required value",
+    "probe-unknown-port-name.yaml": 'spec.containers[0].livenessProbe.httpGet.port: Invalid value: '
+                                    '"metrics": no container port with this name (container ports: '
+                                    '"http")',
+    "hook-unknown-port-name.yaml": 'spec.containers[0].lifecycle.preStop.httpGet.port: Invalid value: '
+                                   '"admin": no container port with this name (container ports: none)',
+    "probe-negative-period.yaml": "spec.containers[0].livenessProbe.periodSeconds: Invalid value: "
+                                  "-10: must be greater than or equal to 0",
+    "probe-startup-success-threshold.yaml": "spec.containers[0].startupProbe.successThreshold: "
+                                            "Invalid value: 3: must be 1",
     "lifecycle-two-handlers.yaml": "spec.containers[0].lifecycle.preStop.httpGet: Forbidden: may "
                                    "not specify more than 1 handler type",
     "lifecycle-sleep-too-long.yaml": "spec.containers[0].lifecycle.preStop.sleep.seconds: Invalid "

@@ -730,6 +730,7 @@ class _Validator:
             for name, probe in probes:
                 if probe is not None:
                     self.probe(probe, f"{path}.{name}", kind=name)
+            self.named_ports(c, path)
 
         if c.image_pull_policy or image_ok:
             self.enum(f"{path}.imagePullPolicy", c.image_pull_policy, PULL_POLICIES)
@@ -994,6 +995,28 @@ class _Validator:
                          "must not be set for readinessProbes", tgps)
             elif tgps <= 0:
                 self.add(f"{path}.terminationGracePeriodSeconds", INVALID, "must be greater than 0", tgps)
+
+    def named_ports(self, c: Container, path: str) -> None:
+        """A probe or hook port given by name must name one of the container's
+        ports (nodeagent: the kubelet would only fail the probe at run time)."""
+        declared = {p.name for p in c.ports if p.name}
+        handlers: list[tuple[str, object]] = []
+        for name, probe in (("livenessProbe", c.liveness_probe), ("readinessProbe", c.readiness_probe),
+                            ("startupProbe", c.startup_probe)):
+            if probe is not None:
+                handlers += [(f"{name}.httpGet", probe.http_get), (f"{name}.tcpSocket", probe.tcp_socket)]
+        if c.lifecycle is not None:
+            for name, h in (("lifecycle.postStart", c.lifecycle.post_start),
+                            ("lifecycle.preStop", c.lifecycle.pre_stop)):
+                if h is not None:
+                    handlers += [(f"{name}.httpGet", h.http_get), (f"{name}.tcpSocket", h.tcp_socket)]
+        for where, action in handlers:
+            port = getattr(action, "port", None)
+            if (isinstance(port, str) and port not in declared
+                    and not is_valid_port_name(port)):  # a malformed name has its own error
+                known = ", ".join(f'"{n}"' for n in sorted(declared)) or "none"
+                self.add(f"{path}.{where}.port", INVALID,
+                         f"no container port with this name (container ports: {known})", port)
 
     def lifecycle(self, lc: Lifecycle, path: str, grace: int | None) -> None:
         for name, handler in (("postStart", lc.post_start), ("preStop", lc.pre_stop)):

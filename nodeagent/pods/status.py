@@ -202,7 +202,9 @@ def compute_status(pod: Pod, observed: ObservedPod, view: WorkerView, *, runtime
                   and not (s.state.running and is_sidecar(_spec(pod.spec.init_containers, s.name)))]
     any_app_started = any(s.state.running or s.state.terminated or s.last_state.terminated for s in app)
     initialized = not incomplete or any_app_started
-    unready = [s.name for s in app if not s.ready]
+    # kubelet 1.29+: sidecars (restartable init containers) count for readiness too
+    unready = [s.name for s in init if not s.ready and is_sidecar(_spec(pod.spec.init_containers, s.name))]
+    unready += [s.name for s in app if not s.ready]
     conditions = [
         _condition("PodReadyToStartContainers", sandbox_ready),
         _condition("Initialized", initialized or phase == SUCCEEDED, "ContainersNotInitialized",

@@ -10,6 +10,7 @@ Syncs of one pod are serialised; pods run in parallel.
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from nodeagent.cgroups.manager import CgroupManager
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError, NotFoundError, RuntimeUnavailable
 from nodeagent.netns import hosts as etchosts
+from nodeagent.events import NORMAL, WARNING, record_event
 from nodeagent.oci.puller import ImageError, ImagePuller
 from nodeagent.pods import crispec, volumes
 from nodeagent.pods.backoff import crashloop_decision
@@ -32,6 +34,8 @@ from nodeagent.pods.observe import (
     CREATED, EXITED, RUNNING, UNKNOWN, ContainerInfo, ObservedPod, PodObserver, SandboxInfo,
     StateKey,
 )
+from nodeagent.probes import hooks
+from nodeagent.probes.manager import ContainerView, PodProbes, has_probes
 from nodeagent.pods.status import (
     FAILED, SUCCEEDED, Waiting, WorkerView, compute_phase, compute_status, container_status,
     is_sidecar, now_rfc3339, rfc3339,
@@ -110,6 +114,10 @@ class PodWorker:
         self._terminated_cleanly = False
         self._accepted_at = now_rfc3339()
         self._log = log.bind(pod=pod.full_name, pod_uid=self.uid)
+        self.probes = PodProbes(pod, deps.cri, self.wake) if has_probes(pod) else None
+        self._pod_ip = ""  # the current sandbox's, for hooks
+        self._post_start: asyncio.Task[str] | None = None
+        self._kill_messages: dict[str, str] = {}  # container id -> why the agent killed it
 
     # -- control from the manager ---------------------------------------
 
@@ -147,6 +155,10 @@ class PodWorker:
     def terminate(self, grace_seconds: int | None = None) -> None:
         self._terminating = True
         self._grace_override = grace_seconds
+        if self.probes is not None:  # kubelet: no liveness kills while the pod goes
+            self.probes.terminal = True
+        if self._post_start is not None:  # a hanging postStart must not hold the pod
+            self._post_start.cancel()
         self.wake()
 
     @property
@@ -158,6 +170,8 @@ class PodWorker:
             await self._predecessor.done.wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time()  # when the next sync is due without any wake
+        if self.probes is not None:
+            self.probes.start()
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -179,8 +193,13 @@ class PodWorker:
                 wait = await self._run_guarded(self._sync)
                 if self._messages_pending:
                     wait = min(wait, 1.0) if wait is not None else 1.0
-                deadline = loop.time() + (wait if wait is not None else self.deps.resync_period)
+                # kubelet: resyncs are jittered (wait.Jitter(syncFrequency, 0.5)), so pods
+                # started together do not all sync in the same instant (probes keep time).
+                deadline = loop.time() + (wait if wait is not None
+                                          else self.deps.resync_period * (1 + 0.5 * random.random()))
         finally:
+            if self.probes is not None:
+                await self.probes.stop()
             self.done.set()
 
     async def _run_guarded(self, step: Callable[[], Any]) -> float | None:
@@ -273,6 +292,9 @@ class PodWorker:
 
     async def _publish(self, observed: ObservedPod) -> None:
         await self._read_termination_messages(observed)
+        self._pod_ip = self._ip_of(observed.sandbox)
+        if self.probes is not None:
+            self._update_probes(observed)
         first_sandbox = min((s.created_at for s in observed.sandboxes), default=0)
         status = compute_status(
             self.pod, observed, self.view, runtime=self.deps.runtime_name,
@@ -294,6 +316,7 @@ class PodWorker:
             spec = specs[c.name]
             path = volumes.termination_log_file(self.deps.node.root_dir, self.uid, c.name, c.attempt)
             message = await self._blocking(volumes.read_termination_message, path)
+            message = message or self._kill_messages.get(c.id, "")
             if not message and spec.termination_message_policy == "FallbackToLogsOnError" and c.exit_code:
                 log_file = crispec.pod_log_dir(self.pod, self.deps.node) / c.name / f"{c.attempt}.log"
                 message = await self._blocking(read_log_tail, log_file)
@@ -308,6 +331,28 @@ class PodWorker:
         for stale in [k for k in self.view.messages if k not in live]:
             del self.view.messages[stale]
         self._final_messages &= live
+        self._kill_messages = {k: v for k, v in self._kill_messages.items() if k in live}
+
+    def _update_probes(self, observed: ObservedPod) -> None:
+        """Tell the prober what runs now; take its verdicts (ready, started) into the status."""
+        assert self.probes is not None
+        if self.view.terminal_phase:  # kubelet: probe workers stop with a finished pod
+            self.probes.terminal = True
+        views: dict[str, ContainerView] = {}
+        for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
+            latest = observed.latest(c.name)
+            if latest is None:
+                continue
+            views[c.name] = ContainerView(latest.id, latest.state == RUNNING, latest.started_at / 1e9)
+            self.view.started[c.name] = self.probes.started(c.name, latest.id)
+            self.view.ready[c.name] = self.probes.ready(c.name, latest.id)
+        self.probes.update(views, self._pod_ip)
+
+    def _ip_of(self, sandbox: SandboxInfo | None) -> str:
+        """What probes and hooks target by default: the pod IP (the node's for hostNetwork)."""
+        if self.pod.spec.host_network:
+            return self.deps.node.node_ips[0] if self.deps.node.node_ips else ""
+        return sandbox.ips[0] if sandbox is not None and sandbox.ips else ""
 
     def _grace(self) -> int:
         if self._grace_override is not None:
@@ -397,12 +442,17 @@ class PodWorker:
             latest = observed.latest(c.name, sandbox.id)
             if is_sidecar(c):
                 if latest is not None and latest.state in (RUNNING, CREATED, UNKNOWN):
+                    if await self._kill_unhealthy(c, latest, plan):
+                        continue
                     if latest.state == CREATED:
                         await self._ignore_missing(self.deps.cri.start_container(latest.id))
                         plan.changed = True
+                    elif (self.probes is not None and not apps_started
+                          and not self.probes.started(c.name, latest.id)):
+                        return False  # kubelet: the next container waits for its startup probe
                     continue
                 started = await self._restart_or_start(c, observed, sandbox, mounts, plan, latest)
-                if not started and not apps_started:
+                if (not started or c.startup_probe is not None) and not apps_started:
                     return False
                 continue
             if latest is None:
@@ -431,6 +481,8 @@ class PodWorker:
                 await self._start(c, observed, sandbox, mounts, plan)
                 continue
             if latest.state in (RUNNING, CREATED, UNKNOWN):
+                if await self._kill_unhealthy(c, latest, plan):
+                    continue
                 if latest.spec_hash != crispec.container_hash(c):
                     self._log.info("container definition changed, will be restarted", container=c.name)
                     await self._stop_containers([latest], self._grace())
@@ -442,6 +494,19 @@ class PodWorker:
                 continue
             if policy == "Always" or (policy == "OnFailure" and latest.exit_code != 0):
                 await self._restart_or_start(c, observed, sandbox, mounts, plan, latest)
+
+    async def _kill_unhealthy(self, c: Container, latest: ContainerInfo, plan: _Plan) -> bool:
+        """kubelet computePodActions: a container that failed its liveness or
+        startup probe is killed (the probe's grace period if it has one); the
+        next sync restarts it under the restart policy."""
+        verdict = self.probes.kill_verdict(c.name, latest.id) if self.probes is not None else None
+        if verdict is None or latest.state != RUNNING:
+            return False
+        self._log.info("container failed its probe, killing", container=c.name, probe=verdict.kind)
+        grace = verdict.grace_seconds if verdict.grace_seconds is not None else self._grace()
+        await self._stop_containers([latest], grace, message=verdict.message)
+        plan.changed = True
+        return True
 
     async def _restart_or_start(self, c: Container, observed: ObservedPod, sandbox: SandboxInfo,
                                 mounts: dict[str, str], plan: _Plan,
@@ -518,12 +583,67 @@ class PodWorker:
         self._log.info("container started", container=c.name, container_id=container_id,
                        attempt=attempt)
         plan.created.append((container_id, sandbox.id))
+        if c.lifecycle is not None and c.lifecycle.post_start is not None:
+            return await self._post_start_hook(c, container_id, sandbox, plan)
         return True
 
-    async def _stop_containers(self, containers: list[ContainerInfo], grace: int) -> None:
+    async def _post_start_hook(self, c: Container, container_id: str, sandbox: SandboxInfo,
+                               plan: _Plan) -> bool:
+        """kubelet: postStart runs right after StartContainer, inside the sync,
+        so the status shows the container running only once it returned. On
+        failure the container is killed and the restart policy applies."""
+        assert c.lifecycle is not None and c.lifecycle.post_start is not None
+        self._post_start = asyncio.ensure_future(hooks.run_hook(
+            c.lifecycle.post_start, cri=self.deps.cri, container=c, container_id=container_id,
+            pod_ip=self._ip_of(sandbox)))
+        try:
+            await self._post_start
+            return True
+        except hooks.HookError as exc:
+            error = str(exc)
+        except asyncio.CancelledError:
+            if not self._terminating:
+                raise
+            error = "the pod is terminating"
+        finally:
+            self._post_start = None
+        self._event(c.name, WARNING, "FailedPostStartHook",
+                    f"PostStartHook failed: {error}")
+        message = f"PostStartHook failed: {error}"
+        self.view.waiting[c.name] = Waiting("PostStartHookError", message)
+        await self._kill_container(container_id, c.name, True, self._grace(), message)
+        plan.changed = True
+        return False
+
+    def _event(self, container: str, type_: str, reason: str, message: str) -> None:
+        meta = self.pod.metadata
+        record_event(namespace=meta.namespace, pod=meta.name, pod_uid=self.uid,
+                     container=container, type=type_, reason=reason, message=message)
+
+    async def _stop_containers(self, containers: list[ContainerInfo], grace: int,
+                               message: str = "") -> None:
         if containers:
-            await asyncio.gather(*(self._ignore_missing(self.deps.cri.stop_container(c.id, grace))
-                                   for c in containers))
+            await asyncio.gather(*(self._kill_container(c.id, c.name, c.state == RUNNING, grace,
+                                                        message) for c in containers))
+
+    async def _kill_container(self, container_id: str, name: str, running: bool, grace: int,
+                              message: str) -> None:
+        """kubelet killContainer: Killing event, preStop (its time comes out of
+        the grace period, at least 2 s remain), then StopContainer."""
+        spec = next((s for s in [*self.pod.spec.init_containers, *self.pod.spec.containers]
+                     if s.name == name), None)
+        if spec is not None:
+            self._event(name, NORMAL, "Killing", message or f"Stopping container {name}")
+        if message:
+            self._kill_messages[container_id] = message
+        pre_stop = spec.lifecycle.pre_stop if spec is not None and spec.lifecycle else None
+        if pre_stop is not None and grace > 0 and running:
+            grace, error = await hooks.run_pre_stop(
+                pre_stop, grace, cri=self.deps.cri, container=spec, container_id=container_id,
+                pod_ip=self._pod_ip)
+            if error:
+                self._event(name, WARNING, "FailedPreStopHook", f"PreStopHook failed: {error}")
+        await self._ignore_missing(self.deps.cri.stop_container(container_id, grace))
 
     # -- termination and garbage ---------------------------------------------
 

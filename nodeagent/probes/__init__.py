@@ -1,0 +1,1 @@
+"""Probes (liveness, readiness, startup) and lifecycle hooks, with the kubelet's semantics."""
