@@ -18,7 +18,9 @@ import structlog
 from nodeagent import hostinfo
 from nodeagent.config import AgentConfig
 from nodeagent.cri.client import CRIClient
+from nodeagent.cri.debugsocket import DebugSocket, DebugSocketError
 from nodeagent.cri.errors import CRIError, NotCRIEndpoint, UnsupportedRuntime
+from nodeagent.metrics import kubelet as metrics
 from nodeagent.oci.puller import ImagePuller
 from nodeagent.pods.crispec import NodeContext
 from nodeagent.pods.manager import PodManager
@@ -38,12 +40,14 @@ class Agent:
         self.cri = CRIClient(config.container_runtime_endpoint,
                              config.image_service_endpoint or None,
                              request_timeout=config.runtime_request_timeout)
+        self.cri.observers.append(metrics.observe_cri_call)
         self.executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="nodeagent-io")
         self.manager: PodManager | None = None
         self.relister: Relister | None = None
         self.server: LocalServer | None = None
         self.source: StaticPodSource | None = None
         self.static_snapshot: StaticSnapshot | None = None
+        self.debug_socket: DebugSocket | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -55,6 +59,8 @@ class Agent:
         node_name = config.node_name
         log.info("starting nodeagent", node=node_name, runtime=config.container_runtime_endpoint,
                  static_pod_path=config.static_pod_path or None)
+        metrics.set_node_name(node_name)
+        await self._start_debug_socket()  # before the runtime answers: crictl then says why not
         version = await self._wait_for_runtime()
         node_ips = (config.node_ip,) if config.node_ip else (hostinfo.default_node_ip(),)
         node = NodeContext(
@@ -99,6 +105,19 @@ class Agent:
             except CRIError as exc:
                 log.error("container runtime not ready; still waiting", error=str(exc))
 
+    async def _start_debug_socket(self) -> None:
+        """A debugging aid: when it cannot be served the agent runs on without it."""
+        if not self.config.cri_debug_socket:
+            return
+        sock = DebugSocket(self.config.cri_debug_socket, self.config.container_runtime_endpoint,
+                           self.config.image_service_endpoint or None,
+                           observe=lambda method, s, code: metrics.observe_debug_call(method, code, s))
+        try:
+            await sock.start()
+            self.debug_socket = sock
+        except DebugSocketError as exc:
+            log.error("CRI debug socket not served", path=self.config.cri_debug_socket, error=str(exc))
+
     def _spawn(self, *coros: Any) -> None:
         for coro in coros:
             task = asyncio.ensure_future(coro)
@@ -135,6 +154,8 @@ class Agent:
             await self.server.stop()
         if self.manager is not None:
             await self.manager.shutdown()
+        if self.debug_socket is not None:
+            await self.debug_socket.stop()
         await self.cri.close()
         self.executor.shutdown(wait=False)
 

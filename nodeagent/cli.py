@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--healthz-port", type=int, metavar="PORT", help="healthz port; 0 disables (default 10248)")
     run.add_argument("--runtime-request-timeout", type=_duration, metavar="DURATION",
                      help="deadline of CRI calls (default 2m)")
+    run.add_argument("--cri-debug-socket", metavar="PATH",
+                     help="serve the runtime's CRI here for crictl (default "
+                          "/run/nodeagent/cri.sock; empty disables)")
     run.add_argument("--sync-frequency", type=_duration, metavar="DURATION",
                      help="periodic resync of every pod (default 1m)")
     run.add_argument("--file-check-frequency", type=_duration, metavar="DURATION",
@@ -80,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 _RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_pod_path", "root_dir",
               "pod_logs_dir", "hostname_override", "node_ip", "max_pods", "cgroup_root", "address",
               "read_only_port", "healthz_bind_address", "healthz_port", "runtime_request_timeout",
-              "sync_frequency", "file_check_frequency")
+              "sync_frequency", "file_check_frequency", "cri_debug_socket")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -59,6 +59,7 @@ class AgentConfig:
     root_dir: str = "/var/lib/kubelet"
     hostname_override: str = ""
     node_ip: str = ""
+    cri_debug_socket: str = "/run/nodeagent/cri.sock"  # nodeagent's own; "" disables
 
     @property
     def node_name(self) -> str:

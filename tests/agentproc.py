@@ -36,6 +36,7 @@ class AgentProcess:
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.cgroup_root = env.cgroup_parent("agent")
+        self.debug_socket = workdir / "run" / "cri.sock"
 
     @property
     def base_url(self) -> str:
@@ -49,7 +50,8 @@ class AgentProcess:
                 "--hostname-override", NODE_NAME, "--node-ip", "127.0.0.1",
                 "--cgroup-root", self.cgroup_root,
                 "--read-only-port", str(self.read_only_port),
-                "--healthz-port", str(self.healthz_port), *self.extra_args]
+                "--healthz-port", str(self.healthz_port),
+                "--cri-debug-socket", str(self.debug_socket), *self.extra_args]
 
     def start(self, timeout: float = 30.0) -> AgentProcess:
         log = open(self.log_file, "ab")

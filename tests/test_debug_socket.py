@@ -1,0 +1,245 @@
+"""The CRI debug socket: the runtime's answers, unchanged, through the agent's socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+
+from nodeagent.cri.client import CRIClient
+from nodeagent.cri.debugsocket import DebugSocket, DebugSocketError
+from nodeagent.cri.errors import NotFoundError, RuntimeUnavailable
+from nodeagent.cri.pb import api_pb2 as pb
+from nodeagent.devenv.env import DevEnv
+from nodeagent.metrics import kubelet as metrics
+
+RUNTIME = "/runtime.v1.RuntimeService/"
+
+
+@pytest.fixture
+async def debug_socket(devenv: DevEnv, tmp_path: Path):
+    calls: list[tuple[str, float, str]] = []
+    sock = DebugSocket(str(tmp_path / "run" / "cri.sock"), devenv.endpoint,
+                       observe=lambda m, s, c: calls.append((m, s, c)))
+    await sock.start()
+    sock.calls = calls  # type: ignore[attr-defined]
+    yield sock
+    await sock.stop()
+    assert not sock.path.exists() and not sock.lock_path.exists()
+
+
+async def test_same_answers_as_direct(devenv: DevEnv, cri: CRIClient, debug_socket: DebugSocket,
+                                      sandboxes: list[str], pod_uid: str) -> None:
+    async with CRIClient(f"unix://{debug_socket.path}", request_timeout=60) as via:
+        assert await via.version() == await cri.version()
+        assert await via.pull_image(devenv.busybox) == await cri.pull_image(devenv.busybox)
+        assert (await via.status()).status == (await cri.status()).status
+        assert await via.list_images() == await cri.list_images()
+        assert await via.image_status(devenv.busybox) == await cri.image_status(devenv.busybox)
+        via_fs, direct_fs = await via.image_fs_info(), await cri.image_fs_info()
+        assert [f.fs_id for f in via_fs.image_filesystems] == \
+            [f.fs_id for f in direct_fs.image_filesystems]  # equal but for the time taken
+        # Mutating calls through the socket act on the real runtime.
+        config = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name="dbg", namespace="default", uid=pod_uid),
+            labels={"io.kubernetes.pod.uid": pod_uid},
+            linux=pb.LinuxPodSandboxConfig(cgroup_parent=devenv.cgroup_parent(f"dbg-{pod_uid[:8]}"),
+                                           security_context=pb.LinuxSandboxSecurityContext(
+                                               namespace_options=pb.NamespaceOption(
+                                                   network=pb.NamespaceMode.NODE))))
+        sandbox_id = await via.run_pod_sandbox(config)
+        sandboxes.append(sandbox_id)
+        container_id = await via.create_container(sandbox_id, pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image=devenv.busybox),
+            command=["sleep", "3600"], labels={"io.kubernetes.pod.uid": pod_uid}), config)
+        await via.start_container(container_id)
+        assert await via.list_pod_sandbox() == await cri.list_pod_sandbox()
+        assert await via.pod_sandbox_status(sandbox_id) == await cri.pod_sandbox_status(sandbox_id)
+        assert await via.list_containers() == await cri.list_containers()
+        assert await via.container_status(container_id) == await cri.container_status(container_id)
+        result = await via.exec_sync(container_id, ["sh", "-c", "echo out; echo err >&2; exit 3"], 10)
+        assert (result.stdout, result.stderr, result.exit_code) == (b"out\n", b"err\n", 3)
+        direct_stats = await cri.container_stats(container_id)
+        stats = await via.container_stats(container_id)
+        assert stats.attributes == direct_stats.attributes
+        assert [s.attributes.id for s in await via.list_container_stats()] == \
+            [s.attributes.id for s in await cri.list_container_stats()]
+        assert (await via.pod_sandbox_stats(sandbox_id)).attributes.id == sandbox_id
+        await via.reopen_container_log(container_id)
+        await via.update_container_resources(container_id, pb.LinuxContainerResources(cpu_shares=512))
+        # Streaming calls answer the runtime's URL.
+        exec_resp = await via.runtime_stub.Exec(pb.ExecRequest(container_id=container_id,
+                                                               cmd=["true"], stdout=True))
+        assert exec_resp.url.startswith("http")
+        # Errors keep their code and text.
+        with pytest.raises(NotFoundError) as through:
+            await via.container_status("no-such-container")
+        with pytest.raises(NotFoundError) as direct:
+            await cri.container_status("no-such-container")
+        assert through.value.details == direct.value.details
+        await via.stop_container(container_id, 0)
+        await via.remove_container(container_id)
+        await via.stop_pod_sandbox(sandbox_id)
+        await via.remove_pod_sandbox(sandbox_id)
+        assert sandbox_id not in {s.id for s in await cri.list_pod_sandbox()}
+    methods = {m for m, _, code in debug_socket.calls if code == "OK"}  # type: ignore[attr-defined]
+    assert {"Version", "ListContainers", "RunPodSandbox", "Exec", "ImageFsInfo"} <= methods
+    assert ("ContainerStatus", "NOT_FOUND") in {(m, c) for m, _, c in debug_socket.calls}  # type: ignore[attr-defined]
+
+
+async def test_unknown_fields_pass_through(devenv: DevEnv, debug_socket: DebugSocket) -> None:
+    """Raw bytes go through: a field number this proto lacks reaches the runtime and the
+    runtime's answer comes back byte for byte as the runtime sent it."""
+    unknown = b"\xa2\x06\x05hello"  # field 100, length-delimited "hello"
+    request = pb.VersionRequest(version="0.1.0").SerializeToString() + unknown
+    async with grpc.aio.insecure_channel(f"unix://{debug_socket.path}") as ch_via, \
+            grpc.aio.insecure_channel(f"unix://{devenv.containerd.paths.socket}") as ch_direct:
+        via = await ch_via.unary_unary(RUNTIME + "Version")(request, timeout=10)
+        direct = await ch_direct.unary_unary(RUNTIME + "Version")(request, timeout=10)
+        assert via == direct and pb.VersionResponse.FromString(via).runtime_api_version == "v1"
+        # A method newer than this proto is forwarded too (the runtime says UNIMPLEMENTED).
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await ch_via.unary_unary(RUNTIME + "NoSuchMethodYet")(b"", timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as exc_direct:
+            await ch_direct.unary_unary(RUNTIME + "NoSuchMethodYet")(b"", timeout=10)
+        assert exc.value.code() == exc_direct.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_bytes_unchanged_both_ways(tmp_path: Path) -> None:
+    """Against a byte-echoing CRI endpoint, what a client sends (unknown field and all)
+    is what comes back: the forwarder re-encodes neither requests nor responses."""
+    async def echo(request: bytes, context) -> bytes:
+        return request
+
+    async def echo_stream(request: bytes, context):
+        for _ in range(3):
+            yield request
+
+    handlers = {"Version": grpc.unary_unary_rpc_method_handler(echo),
+                "GetContainerEvents": grpc.unary_stream_rpc_method_handler(echo_stream)}
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "runtime.v1.RuntimeService", handlers)])
+    upstream = tmp_path / "echo.sock"
+    server.add_insecure_port(f"unix:{upstream}")
+    await server.start()
+    sock = DebugSocket(str(tmp_path / "cri.sock"), f"unix://{upstream}")
+    await sock.start()
+    try:
+        payload = pb.VersionRequest(version="0.1.0").SerializeToString() + b"\xa2\x06\x05hello"
+        async with grpc.aio.insecure_channel(f"unix://{sock.path}") as ch:
+            assert await ch.unary_unary(RUNTIME + "Version")(payload, timeout=10) == payload
+            stream = ch.unary_stream(RUNTIME + "GetContainerEvents")(payload, timeout=10)
+            assert [m async for m in stream] == [payload] * 3
+    finally:
+        await sock.stop()
+        await server.stop(0)
+
+
+async def test_runtime_down_unavailable_and_socket_keeps_serving(tmp_path: Path) -> None:
+    missing = tmp_path / "no-runtime.sock"
+    sock = DebugSocket(str(tmp_path / "cri.sock"), f"unix://{missing}")
+    await sock.start()
+    try:
+        async with CRIClient(f"unix://{sock.path}", request_timeout=5) as via:
+            for _ in range(2):
+                with pytest.raises(RuntimeUnavailable) as exc:
+                    await via.list_containers()
+                assert "debug socket" in str(exc.value) and str(missing) in str(exc.value)
+            assert stat.S_ISSOCK(os.stat(sock.path).st_mode)
+    finally:
+        await sock.stop()
+
+
+async def test_socket_mode_and_second_agent(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "cri.sock"
+    first = DebugSocket(str(path), "unix:///nonexistent.sock")
+    await first.start()
+    try:
+        st = os.stat(path)
+        assert stat.S_IMODE(st.st_mode) == 0o660 and (st.st_uid, st.st_gid) == (0, 0)
+        second = DebugSocket(str(path), "unix:///nonexistent.sock")
+        with pytest.raises(DebugSocketError, match="in use"):
+            await second.start()
+        assert os.stat(path).st_ino == st.st_ino  # untouched
+    finally:
+        await first.stop()
+    # A live listener that is not an agent (no lock held) is not replaced either.
+    other = socket.socket(socket.AF_UNIX)
+    other.bind(str(path))
+    other.listen()
+    try:
+        with pytest.raises(DebugSocketError, match="something is listening"):
+            await DebugSocket(str(path), "unix:///nonexistent.sock").start()
+    finally:
+        other.close()
+    # A stale socket (its server gone) is replaced; a regular file is refused.
+    stale = DebugSocket(str(path), "unix:///nonexistent.sock")
+    await stale.start()
+    await stale.stop()
+    path.write_text("not a socket")
+    with pytest.raises(DebugSocketError, match="not a socket"):
+        await DebugSocket(str(path), "unix:///nonexistent.sock").start()
+    assert path.read_text() == "not a socket"
+
+
+async def test_unsafe_parent_refused(tmp_path: Path) -> None:
+    parent = tmp_path / "open"
+    parent.mkdir()
+    parent.chmod(0o777)
+    with pytest.raises(DebugSocketError, match="not writable by group or others"):
+        await DebugSocket(str(parent / "cri.sock"), "unix:///nonexistent.sock").start()
+    assert list(parent.iterdir()) == []
+
+
+async def test_non_root_cannot_connect() -> None:
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="na-dbgsock-"))  # traversable by nobody, unlike tmp_path
+    base.chmod(0o755)
+    sock = DebugSocket(str(base / "run" / "cri.sock"), "unix:///nonexistent.sock")
+    await sock.start()
+    # nobody can reach the path (stat works), so only the socket's mode refuses it.
+    code = ("import os,socket,sys\nos.stat(sys.argv[1])\ns=socket.socket(socket.AF_UNIX)\n"
+            "try:\n s.connect(sys.argv[1])\nexcept PermissionError:\n sys.exit(13)\nsys.exit(0)")
+    try:
+        result = await asyncio.to_thread(
+            subprocess.run, ["/usr/bin/python3", "-c", code, str(sock.path)], cwd="/",
+            user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[], capture_output=True,
+            timeout=30)
+        assert result.returncode == 13, result.stderr
+        s = socket.socket(socket.AF_UNIX)  # root can
+        s.connect(str(sock.path))
+        s.close()
+    finally:
+        await sock.stop()
+        shutil.rmtree(base)
+
+
+async def test_agent_serves_debug_socket_with_metrics(agent) -> None:
+    async with CRIClient(f"unix://{agent.debug_socket}", request_timeout=10) as via:
+        version = await via.version()
+        assert version.runtime_api_version == "v1"
+        await via.list_containers()
+    body = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"{agent.base_url}/metrics", timeout=5).read().decode())
+    assert 'nodeagent_cri_debug_socket_requests_total{code="OK",method="Version"} 1.0' in body
+    assert 'nodeagent_cri_debug_socket_request_duration_seconds_count{method="ListContainers"}' in body
+    agent.stop()
+    assert not agent.debug_socket.exists()
+
+
+def test_operation_type_names() -> None:
+    assert metrics.operation_type("ListContainers") == "list_containers"
+    assert metrics.operation_type("RunPodSandbox") == "run_podsandbox"
+    assert metrics.operation_type("ImageFsInfo") == "image_fs_info"
