@@ -21,6 +21,7 @@ from nodeagent.cri.client import CRIClient
 from nodeagent.cri.debugsocket import DebugSocket, DebugSocketError
 from nodeagent.cri.errors import CRIError, NotCRIEndpoint, UnsupportedRuntime
 from nodeagent.metrics import kubelet as metrics
+from nodeagent.observability import Observability
 from nodeagent.oci.puller import ImagePuller
 from nodeagent.pods.crispec import NodeContext
 from nodeagent.pods.manager import PodManager
@@ -82,11 +83,13 @@ class Agent:
             self.source = StaticPodSource(Path(config.static_pod_path), node_name, self._on_static,
                                           resync_period=config.file_check_frequency)
             self._spawn(self.source.run())
+        observability = Observability(self.cri, node_name, config, self.executor,
+                                      lambda: (self.relister.running_pods, self.relister.container_states))
         self.server = LocalServer(address=config.address, healthz_port=config.healthz_port,
                                   read_only_port=config.read_only_port,
                                   healthz_address=config.healthz_bind_address,
                                   pods=manager.pod_objects, checks=self._health_checks,
-                                  extra=self._manifest_report)
+                                  extra=self._manifest_report, routes=[observability.routes.add_to])
         await self.server.start()
         log.info("nodeagent ready", node=node_name, node_ips=list(node_ips),
                  healthz_port=self.server.bound_ports.healthz,

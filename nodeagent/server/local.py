@@ -9,6 +9,7 @@ Listeners (kubelet semantics: port 0 disables a listener):
   * healthz (`healthz_port`, default 10248): `GET /healthz`, `GET /healthz/<check>`.
   * read-only (`read_only_port`, default 10255; the kubelet defaults it to 0):
     `GET /healthz`, `GET /healthz/<check>`, `GET /pods` (a v1 PodList),
+    what `routes` add (the agent adds /metrics*, /stats/summary: server/metrics.py),
     and the nodeagent-specific `GET /nodeagent/manifests`: the JSON `extra()`
     returns (the agent passes the static pod source's `StaticSnapshot.report()`:
     invalid manifests and warnings, which the kubelet only logs); 404 when no
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -89,6 +90,7 @@ class LocalServer:
                  checks: Callable[[], list[HealthCheck]],
                  extra: Callable[[], dict[str, Any]] | None = None,
                  healthz_address: str | None = None,
+                 routes: Sequence[Callable[[web.Application], None]] = (),
                  healthz_socket: socket.socket | None = None,
                  read_only_socket: socket.socket | None = None) -> None:
         for what, port in (("healthz_port", healthz_port), ("read_only_port", read_only_port)):
@@ -103,6 +105,7 @@ class LocalServer:
         self._pods = pods
         self._checks = checks
         self._extra = extra
+        self._routes = list(routes)  # more handlers (metrics, stats) for the API listeners
         self._runners: dict[str, web.AppRunner] = {}
         self._bound = BoundPorts()
         self._last_failing: tuple[str, ...] = ()
@@ -177,6 +180,8 @@ class LocalServer:
         app = self._healthz_app()
         app.router.add_get("/pods", self._handle_pods)
         app.router.add_get("/nodeagent/manifests", self._handle_manifests)
+        for add in self._routes:
+            add(app)
         return app
 
     @web.middleware
