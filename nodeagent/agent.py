@@ -61,9 +61,11 @@ class Agent:
         log.info("starting nodeagent", node=node_name, runtime=config.container_runtime_endpoint,
                  static_pod_path=config.static_pod_path or None)
         metrics.set_node_name(node_name)
+        node_ips = (config.node_ip,) if config.node_ip else (hostinfo.default_node_ip(),)
+        observability = Observability(self.cri, node_name, config, self.executor, self._runtime_counts)
+        secure = observability.secure_listener(self._pods_with_status, node_ips)  # checks TLS files
         await self._start_debug_socket()  # before the runtime answers: crictl then says why not
         version = await self._wait_for_runtime()
-        node_ips = (config.node_ip,) if config.node_ip else (hostinfo.default_node_ip(),)
         node = NodeContext(
             node_name=node_name, node_ips=node_ips,
             allocatable_cpu_millis=hostinfo.cpu_capacity_millis(),
@@ -83,17 +85,17 @@ class Agent:
             self.source = StaticPodSource(Path(config.static_pod_path), node_name, self._on_static,
                                           resync_period=config.file_check_frequency)
             self._spawn(self.source.run())
-        observability = Observability(self.cri, node_name, config, self.executor,
-                                      lambda: (self.relister.running_pods, self.relister.container_states))
         self.server = LocalServer(address=config.address, healthz_port=config.healthz_port,
                                   read_only_port=config.read_only_port,
                                   healthz_address=config.healthz_bind_address,
                                   pods=manager.pod_objects, checks=self._health_checks,
-                                  extra=self._manifest_report, routes=[observability.routes.add_to])
+                                  extra=self._manifest_report, routes=[observability.routes.add_to],
+                                  secure=secure)
         await self.server.start()
         log.info("nodeagent ready", node=node_name, node_ips=list(node_ips),
                  healthz_port=self.server.bound_ports.healthz,
-                 read_only_port=self.server.bound_ports.read_only)
+                 read_only_port=self.server.bound_ports.read_only,
+                 port=self.server.bound_ports.secure)
         try:
             await self._stop.wait()
         finally:
@@ -107,6 +109,13 @@ class Agent:
                 raise
             except CRIError as exc:
                 log.error("container runtime not ready; still waiting", error=str(exc))
+
+    def _runtime_counts(self) -> tuple[int, dict[str, int]]:
+        relister = self.relister
+        return (relister.running_pods, relister.container_states) if relister else (0, {})
+
+    def _pods_with_status(self) -> list[Any]:
+        return self.manager.pods_with_status() if self.manager else []
 
     async def _start_debug_socket(self) -> None:
         """A debugging aid: when it cannot be served the agent runs on without it."""

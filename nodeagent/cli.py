@@ -25,6 +25,14 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1"):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nodeagent",
@@ -66,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--healthz-port", type=int, metavar="PORT", help="healthz port; 0 disables (default 10248)")
     run.add_argument("--runtime-request-timeout", type=_duration, metavar="DURATION",
                      help="deadline of CRI calls (default 2m)")
+    run.add_argument("--port", type=int, metavar="PORT",
+                     help="the authenticated kubelet API (HTTPS); 0 disables (default 10250)")
+    run.add_argument("--tls-cert-file", metavar="FILE",
+                     help="serving certificate (default: a self-signed one in <root-dir>/pki)")
+    run.add_argument("--tls-private-key-file", metavar="FILE", help="its private key")
+    run.add_argument("--client-ca-file", metavar="FILE",
+                     help="client certificates signed by this CA are authenticated")
+    run.add_argument("--anonymous-auth", type=_bool, metavar="BOOL",
+                     help="serve unauthenticated requests as system:anonymous (default false)")
+    run.add_argument("--token-auth-file", metavar="FILE",
+                     help="standalone bearer tokens: token,user,uid[,\"group1,group2\"] lines")
     run.add_argument("--cri-debug-socket", metavar="PATH",
                      help="serve the runtime's CRI here for crictl (default "
                           "/run/nodeagent/cri.sock; empty disables)")
@@ -83,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 _RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_pod_path", "root_dir",
               "pod_logs_dir", "hostname_override", "node_ip", "max_pods", "cgroup_root", "address",
               "read_only_port", "healthz_bind_address", "healthz_port", "runtime_request_timeout",
-              "sync_frequency", "file_check_frequency", "cri_debug_socket")
+              "sync_frequency", "file_check_frequency", "cri_debug_socket", "port", "tls_cert_file",
+              "tls_private_key_file", "client_ca_file", "anonymous_auth", "token_auth_file")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -95,7 +115,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(run_agent(config))
+    try:
+        asyncio.run(run_agent(config))
+    except ConfigError as exc:  # found while starting (TLS and token files)
+        print(f"nodeagent: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -33,6 +33,7 @@ class AgentProcess:
         self.manifests.mkdir(parents=True, exist_ok=True)
         self.read_only_port = free_port()
         self.healthz_port = free_port()
+        self.port = free_port()  # the authenticated kubelet API
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.cgroup_root = env.cgroup_parent("agent")
@@ -51,7 +52,8 @@ class AgentProcess:
                 "--cgroup-root", self.cgroup_root,
                 "--read-only-port", str(self.read_only_port),
                 "--healthz-port", str(self.healthz_port),
-                "--cri-debug-socket", str(self.debug_socket), *self.extra_args]
+                "--cri-debug-socket", str(self.debug_socket), "--port", str(self.port),
+                *self.extra_args]
 
     def start(self, timeout: float = 30.0) -> AgentProcess:
         log = open(self.log_file, "ab")
