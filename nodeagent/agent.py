@@ -80,7 +80,7 @@ class Agent:
         self.relister = Relister(self.cri, manager.runtime_changed)
         manager.runtime_state = self.relister.state_of
         # Adopt what runs before the first relist event arrives.
-        self._spawn(self.relister.run(), manager.housekeeping())
+        self._spawn(self.relister.run(), manager.housekeeping(), observability.rotator.run())
         if config.static_pod_path:
             self.source = StaticPodSource(Path(config.static_pod_path), node_name, self._on_static,
                                           resync_period=config.file_check_frequency)

@@ -158,6 +158,9 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
     for port in ("read_only_port", "healthz_port", "port"):
         if not 0 <= getattr(config, port) <= 65535:
             raise ConfigError(f"{port}: {getattr(config, port)} is not a port (0 disables)")
+    if config.container_log_monitor_interval < 3:
+        raise ConfigError("containerLogMonitorInterval: must be at least 3s, got "
+                          f"{config.container_log_monitor_interval:g}s")
     if config.container_log_max_files < 2:
         raise ConfigError(f"containerLogMaxFiles: must be at least 2, got {config.container_log_max_files}")
     try:

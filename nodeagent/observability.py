@@ -8,9 +8,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from nodeagent.api.quantity import Quantity
 from nodeagent.api.types import Pod
 from nodeagent.config import AgentConfig, ConfigError
 from nodeagent.cri.client import CRIClient
+from nodeagent.logs.rotation import LogRotator
 from nodeagent.metrics import kubelet as metrics
 from nodeagent.metrics.node import NodeCollector
 from nodeagent.metrics.stats import StatsProvider
@@ -31,6 +33,9 @@ class Observability:
         self.stats = StatsProvider(cri, executor=executor)
         self.routes = MetricsRoutes(self.stats, node_name=node_name, executor=executor)
         metrics.set_runtime_counts(runtime_counts)
+        self.rotator = LogRotator(cri, max_size=Quantity(config.container_log_max_size).value(),
+                                  max_files=config.container_log_max_files,
+                                  interval=config.container_log_monitor_interval, executor=executor)
         if _node_collector is None:
             _node_collector = NodeCollector([config.root_dir, config.pod_logs_dir])
             metrics.REGISTRY.register(_node_collector)

@@ -245,3 +245,65 @@ async def test_container_logs_previous_missing_and_follow(secured, devenv: DevEn
     # Follow with limitBytes ends at the limit.
     status, body = await api.aget(base + "?follow=true&limitBytes=12", token=TOKEN)
     assert (status, body) == (200, b"tick 0\ntick ")
+
+
+async def test_log_rotation_and_reading_across_it(devenv: DevEnv, tmp_path: Path) -> None:
+    """containerLogMaxSize 4Ki, containerLogMaxFiles 3, checked every 3s: the log is
+    rotated with ReopenContainerLog (the container keeps writing to the new file),
+    older rotated files are gzipped, at most 3 files remain, and /containerLogs
+    reads them all: one unbroken run of line numbers up to the newest."""
+    config = tmp_path / "kubelet.yaml"
+    config.write_text("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+                      "containerLogMaxSize: 4Ki\ncontainerLogMaxFiles: 3\n"
+                      "containerLogMonitorInterval: 3s\n"
+                      "authentication:\n  anonymous:\n    enabled: true\n")
+    agent = AgentProcess(devenv, tmp_path, "--config", str(config))
+    agent.start()
+    try:
+        pad = "x" * 80
+        agent.write_manifest("chatty.yaml", pod_manifest(
+            "chatty", devenv.busybox,
+            ["sh", "-c", f'i=0; while true; do echo "n=$i {pad}"; i=$((i+1)); sleep 0.01; done'],
+            grace=0))
+        await agent.wait_pod("chatty", running, what="running")
+        log_dir = next(agent.logs_dir.glob("default_chatty-*")) / "main"
+
+        def files() -> list[str]:
+            return sorted(p.name for p in log_dir.iterdir())
+
+        def rotated_twice() -> bool:
+            names = files()
+            return any(n.endswith(".gz") for n in names) and len(names) == 3
+
+        await wait_for(rotated_twice, timeout=40, interval=0.2, what="two rotations")
+        names = files()
+        assert names[0] == "0.log"
+        assert names[1].startswith("0.log.") and names[1].endswith(".gz")
+        assert names[2].startswith("0.log.") and not names[2].endswith(".gz")
+        await asyncio.sleep(3.5)  # another round: still 3 files, the oldest dropped
+        assert len(files()) == 3 and files()[1] != names[1]
+        size = (log_dir / "0.log").stat().st_size
+        await asyncio.sleep(0.5)
+        assert (log_dir / "0.log").stat().st_size > size  # the runtime writes the reopened file
+
+        api = Api(agent, tmp_path)
+        status, body = await api.aget(f"/containerLogs/default/chatty-{NODE_NAME}/main")
+        assert status == 200
+        numbers = [int(line.split()[0][2:]) for line in body.decode().splitlines()]
+        assert numbers[0] > 0, "the oldest rotated file was removed"
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        assert len(numbers) > 60  # more than one 4Ki file's worth
+        status, body = await api.aget(f"/containerLogs/default/chatty-{NODE_NAME}/main?tailLines=3")
+        tail = [int(line.split()[0][2:]) for line in body.decode().splitlines()]
+        assert len(tail) == 3 and tail == list(range(tail[0], tail[0] + 3)) and tail[0] >= numbers[-3]
+        # follow goes on across a rotation: onto the reopened file, nothing lost or repeated.
+        before = files()
+        status, body = await api.aget(f"/containerLogs/default/chatty-{NODE_NAME}/main"
+                                      "?tailLines=1&follow=true&limitBytes=40000", timeout=60)
+        assert status == 200 and len(body) == 40000
+        followed = [int(line.split()[0][2:]) for line in body.decode().splitlines()[:-1]]
+        assert followed == list(range(followed[0], followed[0] + len(followed)))
+        assert files()[1:] != before[1:], "no rotation happened while following"
+    finally:
+        agent.stop()
+        devenv.reset(tmp_path)
