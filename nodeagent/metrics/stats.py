@@ -1,16 +1,22 @@
 """Resource usage of the node, its pods and containers, cached briefly.
 
 One snapshot serves /metrics/resource, /metrics/cadvisor and /stats/summary.
-It costs two CRI calls (ListPodSandboxStats, which carries each pod's
-containers and network, and ListContainers for start times and images) plus
-the root cgroup's cpuacct/memory files; a snapshot younger than `max_age` is
-reused, and concurrent scrapes share one refresh (the kubelet's stats come
-from a cache refreshed by housekeeping too).
+Fast path (cgroup v1 files, what cAdvisor reads): ListPodSandbox and
+ListContainers, then per container cpuacct.usage and memory.usage_in_bytes/
+memory.stat of its cgroup, per pod those of the pod cgroup and the sandbox's
+/proc/<pid>/net/dev. Cgroup paths and pids come from verbose
+PodSandboxStatus/ContainerStatus once per object (they never change).
+containerd 1.6's ListPodSandboxStats costs ~60 ms per pod here, far too slow
+for 110 pods in 50 ms; it is the fallback when the cgroup files cannot be
+read (cgroup v2, another runtime's layout). A snapshot younger than `max_age`
+after it was taken is reused, and concurrent scrapes share one refresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,11 +152,15 @@ class StatsProvider:
         self.executor = executor
         self._snapshot: Snapshot | None = None
         self.previous: Snapshot | None = None  # the one before: rates (usageNanoCores)
+        self._cgroups: dict[str, str] = {}  # container id -> cgroup path
+        self._sandboxes: dict[str, tuple[str, int]] = {}  # sandbox id -> (pod cgroup, pid)
+        self._cgroup_files_work = True
         self._refreshing: asyncio.Future[Snapshot] | None = None
+        self._taken = 0.0
 
     async def get(self) -> Snapshot:
         snap = self._snapshot
-        if snap is not None and time.monotonic() - snap.timestamp < self.max_age:
+        if snap is not None and time.monotonic() - self._taken < self.max_age:
             return snap
         if self._refreshing is None:
             self._refreshing = asyncio.ensure_future(self._refresh())
@@ -161,26 +171,141 @@ class StatsProvider:
         self._refreshing = None
         if not future.cancelled() and future.exception() is None:
             self.previous, self._snapshot = self._snapshot, future.result()
+            self._taken = time.monotonic()
 
     async def _refresh(self) -> Snapshot:
         loop = asyncio.get_running_loop()
-        node_future = loop.run_in_executor(self.executor, node_usage)
         started = time.monotonic()
-        error = None
-        pods: list[PodStats] = []
         try:
-            sandbox_stats, containers, sandboxes = await asyncio.gather(
-                self.cri.list_pod_sandbox_stats(),
+            containers, sandboxes = await asyncio.gather(
                 self.cri.list_containers(pb.ContainerFilter(
                     state=pb.ContainerStateValue(state=pb.ContainerState.CONTAINER_RUNNING))),
                 self.cri.list_pod_sandbox(pb.PodSandboxFilter(
                     state=pb.PodSandboxStateValue(state=pb.PodSandboxState.SANDBOX_READY))))
+            if self._cgroup_files_work:
+                await self._learn(containers, sandboxes)
+                pods = await loop.run_in_executor(self.executor, self._read_cgroups,
+                                                  containers, sandboxes)
+                if pods is not None:
+                    return Snapshot(started, await loop.run_in_executor(self.executor, node_usage),
+                                    pods)
+                self._cgroup_files_work = False
+                log.info("container cgroup files not readable; resource stats from CRI "
+                         "ListPodSandboxStats")
+            sandbox_stats = await self.cri.list_pod_sandbox_stats()
         except CRIError as exc:
             log.warning("resource stats unavailable", error=str(exc))
-            error = str(exc)
-        else:
-            pods = _pods(sandbox_stats, containers, sandboxes)
-        return Snapshot(started, await node_future, pods, error)
+            return Snapshot(started, await loop.run_in_executor(self.executor, node_usage), [],
+                            str(exc))
+        return Snapshot(started, await loop.run_in_executor(self.executor, node_usage),
+                        _pods(sandbox_stats, containers, sandboxes))
+
+    async def _learn(self, containers: list[pb.Container], sandboxes: list[pb.PodSandbox]) -> None:
+        """Cgroup paths and pids of objects not seen before (verbose status, once each)."""
+        live = {c.id for c in containers} | {s.id for s in sandboxes}
+        for cache in (self._cgroups, self._sandboxes):
+            for gone in cache.keys() - live:
+                del cache[gone]
+        sem = asyncio.Semaphore(16)
+
+        async def container(cid: str) -> None:
+            async with sem:
+                info = json.loads((await self.cri.container_status(cid, verbose=True)).info["info"])
+            self._cgroups[cid] = info["runtimeSpec"]["linux"]["cgroupsPath"]
+
+        async def sandbox(sid: str) -> None:
+            async with sem:
+                info = json.loads((await self.cri.pod_sandbox_status(sid, verbose=True)).info["info"])
+            path = info["runtimeSpec"]["linux"]["cgroupsPath"]
+            self._sandboxes[sid] = (os.path.dirname(path), int(info.get("pid") or 0))
+
+        try:
+            await asyncio.gather(*(container(c.id) for c in containers if c.id not in self._cgroups),
+                                 *(sandbox(s.id) for s in sandboxes if s.id not in self._sandboxes),
+                                 return_exceptions=False)
+        except (KeyError, ValueError, TypeError):
+            pass  # no verbose info from this runtime: _read_cgroups will say so
+
+    def _read_cgroups(self, containers: list[pb.Container],
+                      sandboxes: list[pb.PodSandbox]) -> list[PodStats] | None:
+        """Blocking file reads; None when a running container's files are missing."""
+        by_sandbox: dict[str, list[pb.Container]] = {}
+        for c in containers:
+            by_sandbox.setdefault(c.pod_sandbox_id, []).append(c)
+        pods = []
+        for s in sandboxes:
+            if s.id not in self._sandboxes:
+                return None
+            pod_cgroup, pid = self._sandboxes[s.id]
+            cstats = []
+            for c in by_sandbox.get(s.id, []):
+                path = self._cgroups.get(c.id)
+                usage = cgroup_usage(path) if path else None
+                if usage is None:
+                    if _gone(c.id, path):
+                        continue  # exited since the list
+                    return None
+                cstats.append(ContainerStats(
+                    id=c.id, name=c.labels.get(CONTAINER_NAME_LABEL, c.metadata.name),
+                    image=c.image.image or c.image_ref, start_time=c.created_at / 1e9, usage=usage))
+            usage = cgroup_usage(pod_cgroup) or Usage(time.time())
+            meta = s.metadata
+            pods.append(PodStats(
+                name=s.labels.get(POD_NAME_LABEL, meta.name),
+                namespace=s.labels.get(POD_NAMESPACE_LABEL, meta.namespace),
+                uid=s.labels.get(POD_UID_LABEL, meta.uid), sandbox_id=s.id,
+                start_time=s.created_at / 1e9, usage=usage, containers=cstats,
+                interfaces=net_dev(pid) if pid else []))
+        return pods
+
+
+def _gone(container_id: str, path: str | None) -> bool:
+    return path is not None and not (CGROUP / "memory" / path.lstrip("/")).exists()
+
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
+def cgroup_usage(path: str, cgroup: Path = CGROUP) -> Usage | None:
+    """A cgroup v1 group's CPU time and memory, as cAdvisor computes them.
+    Plain os.read: ~1000 of these per scrape of 110 pods."""
+    rel = path.lstrip("/")
+    root = str(cgroup)
+    try:
+        cpu = int(_read(f"{root}/cpuacct/{rel}/cpuacct.usage")) / 1e9
+        usage = int(_read(f"{root}/memory/{rel}/memory.usage_in_bytes"))
+        stat = {}
+        for line in _read(f"{root}/memory/{rel}/memory.stat").split(b"\n"):
+            if line.startswith(b"total_"):
+                key, _, value = line.partition(b" ")
+                stat[key] = int(value)
+    except (OSError, ValueError):
+        return None
+    working = max(usage - stat.get(b"total_inactive_file", 0), 0)
+    return Usage(time.time(), cpu, working, usage, stat.get(b"total_rss"),
+                 stat.get(b"total_pgfault"), stat.get(b"total_pgmajfault"))
+
+
+def net_dev(pid: int) -> list[Interface]:
+    """The pod netns' interfaces from its sandbox process (not lo)."""
+    try:
+        lines = _read(f"/proc/{pid}/net/dev").decode().splitlines()[2:]
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        name, _, rest = line.partition(":")
+        name = name.strip()
+        f = rest.split()
+        if name == "lo" or len(f) < 11:
+            continue
+        out.append(Interface(name, int(f[0]), int(f[8]), int(f[2]), int(f[10])))
+    return out
 
 
 def _pods(sandbox_stats: list[pb.PodSandboxStats], containers: list[pb.Container],
