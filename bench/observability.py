@@ -101,7 +101,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def scrape(env: DevEnv, base: str, pods: int, agent_pid: int) -> None:
+async def scrape(env: DevEnv, base: str, pods: int, agent_pid: int, extra: str) -> None:
     async with CRIClient(env.endpoint) as cri:
         await cri.pull_image(env.busybox)
         started = time.monotonic()
@@ -112,7 +112,7 @@ async def scrape(env: DevEnv, base: str, pods: int, agent_pid: int) -> None:
                 await sandbox_with(cri, env, f"p{i:03d}", 1)
 
         await asyncio.gather(*(one(i) for i in range(pods)))
-        print(f"\n### Scrape cost with {pods} pods (+1 with 50 containers) "
+        print(f"\n### Scrape cost with {pods} pods{extra} "
               f"(started in {time.monotonic() - started:.0f} s)\n")
     body = get(f"{base}/metrics/resource")
     series = sum(1 for line in body.decode().splitlines() if line.startswith("container_cpu"))
@@ -167,7 +167,8 @@ def main() -> None:
                 time.sleep(0.1)
         if not args.skip_socket:
             asyncio.run(debug_socket(env, sock, args.calls))
-        asyncio.run(scrape(env, f"http://127.0.0.1:{ro}", args.pods, agent.pid))
+        asyncio.run(scrape(env, f"http://127.0.0.1:{ro}", args.pods, agent.pid,
+                           "" if args.skip_socket else " (+1 with 50 containers)"))
     finally:
         agent.terminate()
         agent.wait(30)

@@ -25,6 +25,7 @@ class MetricsRoutes:
         self.stats = stats
         self.node_name = node_name
         self.executor = executor
+        self._bodies: dict[str, tuple[Snapshot, bytes]] = {}
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self._metrics)
@@ -45,18 +46,26 @@ class MetricsRoutes:
         return await self._render(generate_latest, probes.REGISTRY)
 
     async def _resource(self, request: web.Request) -> web.Response:
-        snap = await self.stats.get()
-        return web.Response(body=render(resource_families(snap)),
-                            headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+        return await self._snapshot_text("resource", resource_families)
 
     async def _cadvisor(self, request: web.Request) -> web.Response:
+        return await self._snapshot_text("cadvisor", cadvisor_families)
+
+    async def _snapshot_text(self, kind: str, families: Any) -> web.Response:
+        """Rendered once per snapshot: scrapes within the cache's age cost nothing more."""
         snap = await self.stats.get()
-        return web.Response(body=render(cadvisor_families(snap)),
-                            headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+        cached = self._bodies.get(kind)
+        if cached is None or cached[0] is not snap:
+            body = await asyncio.get_running_loop().run_in_executor(  # cadvisor reads net/dev
+                self.executor, lambda: render(families(snap)))
+            cached = (snap, body)
+            self._bodies[kind] = cached
+        return web.Response(body=cached[1], headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def _summary(self, request: web.Request) -> web.Response:
         snap = await self.stats.get()
-        body = summary(snap, self.stats.previous, self.node_name)
+        body = await asyncio.get_running_loop().run_in_executor(
+            self.executor, summary, snap, self.stats.previous, self.node_name)
         return web.Response(text=json.dumps(body, separators=(",", ":")),
                             content_type="application/json")
 
