@@ -39,13 +39,18 @@ async def debug_socket(devenv: DevEnv, tmp_path: Path):
     assert not sock.path.exists() and not sock.lock_path.exists()
 
 
+def _by_id(items: list) -> list:
+    """The runtime lists in no fixed order (Go map iteration)."""
+    return sorted(items, key=lambda item: item.id)
+
+
 async def test_same_answers_as_direct(devenv: DevEnv, cri: CRIClient, debug_socket: DebugSocket,
                                       sandboxes: list[str], pod_uid: str) -> None:
     async with CRIClient(f"unix://{debug_socket.path}", request_timeout=60) as via:
         assert await via.version() == await cri.version()
         assert await via.pull_image(devenv.busybox) == await cri.pull_image(devenv.busybox)
         assert (await via.status()).status == (await cri.status()).status
-        assert await via.list_images() == await cri.list_images()
+        assert _by_id(await via.list_images()) == _by_id(await cri.list_images())
         assert await via.image_status(devenv.busybox) == await cri.image_status(devenv.busybox)
         via_fs, direct_fs = await via.image_fs_info(), await cri.image_fs_info()
         assert [f.fs_id for f in via_fs.image_filesystems] == \
@@ -64,17 +69,17 @@ async def test_same_answers_as_direct(devenv: DevEnv, cri: CRIClient, debug_sock
             metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image=devenv.busybox),
             command=["sleep", "3600"], labels={"io.kubernetes.pod.uid": pod_uid}), config)
         await via.start_container(container_id)
-        assert await via.list_pod_sandbox() == await cri.list_pod_sandbox()
+        assert _by_id(await via.list_pod_sandbox()) == _by_id(await cri.list_pod_sandbox())
         assert await via.pod_sandbox_status(sandbox_id) == await cri.pod_sandbox_status(sandbox_id)
-        assert await via.list_containers() == await cri.list_containers()
+        assert _by_id(await via.list_containers()) == _by_id(await cri.list_containers())
         assert await via.container_status(container_id) == await cri.container_status(container_id)
         result = await via.exec_sync(container_id, ["sh", "-c", "echo out; echo err >&2; exit 3"], 10)
         assert (result.stdout, result.stderr, result.exit_code) == (b"out\n", b"err\n", 3)
         direct_stats = await cri.container_stats(container_id)
         stats = await via.container_stats(container_id)
         assert stats.attributes == direct_stats.attributes
-        assert [s.attributes.id for s in await via.list_container_stats()] == \
-            [s.attributes.id for s in await cri.list_container_stats()]
+        assert sorted(s.attributes.id for s in await via.list_container_stats()) == \
+            sorted(s.attributes.id for s in await cri.list_container_stats())
         assert (await via.pod_sandbox_stats(sandbox_id)).attributes.id == sandbox_id
         await via.reopen_container_log(container_id)
         await via.update_container_resources(container_id, pb.LinuxContainerResources(cpu_shares=512))
