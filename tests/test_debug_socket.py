@@ -23,6 +23,7 @@ from nodeagent.cri.errors import NotFoundError, RuntimeUnavailable
 from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.devenv.env import DevEnv
 from nodeagent.metrics import kubelet as metrics
+from tests.polling import wait_for
 
 RUNTIME = "/runtime.v1.RuntimeService/"
 
@@ -121,9 +122,9 @@ async def test_unknown_fields_pass_through(devenv: DevEnv, debug_socket: DebugSo
         assert exc.value.code() == exc_direct.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-async def test_bytes_unchanged_both_ways(tmp_path: Path) -> None:
-    """Against a byte-echoing CRI endpoint, what a client sends (unknown field and all)
-    is what comes back: the forwarder re-encodes neither requests nor responses."""
+async def _echo_runtime(path: Path) -> grpc.aio.Server:
+    """A CRI endpoint that answers every Version and GetContainerEvents call with the
+    request's own bytes: what the forwarder delivers is exactly what it was given."""
     async def echo(request: bytes, context) -> bytes:
         return request
 
@@ -136,9 +137,14 @@ async def test_bytes_unchanged_both_ways(tmp_path: Path) -> None:
     server = grpc.aio.server()
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
         "runtime.v1.RuntimeService", handlers)])
-    upstream = tmp_path / "echo.sock"
-    server.add_insecure_port(f"unix:{upstream}")
+    server.add_insecure_port(f"unix:{path}")
     await server.start()
+    return server
+
+
+async def test_bytes_unchanged_both_ways(tmp_path: Path) -> None:
+    upstream = tmp_path / "echo.sock"
+    server = await _echo_runtime(upstream)
     sock = DebugSocket(str(tmp_path / "cri.sock"), f"unix://{upstream}")
     await sock.start()
     try:
@@ -163,6 +169,19 @@ async def test_runtime_down_unavailable_and_socket_keeps_serving(tmp_path: Path)
                     await via.list_containers()
                 assert "debug socket" in str(exc.value) and str(missing) in str(exc.value)
             assert stat.S_ISSOCK(os.stat(sock.path).st_mode)
+        # The runtime comes (back): the same socket forwards again.
+        server = await _echo_runtime(missing)
+        try:
+            async with grpc.aio.insecure_channel(f"unix://{sock.path}") as ch:
+                async def answers() -> bool:
+                    try:
+                        return await ch.unary_unary(RUNTIME + "Version")(b"\x0a\x01x", timeout=5) \
+                            == b"\x0a\x01x"
+                    except grpc.aio.AioRpcError:
+                        return False
+                await wait_for(answers, timeout=10, what="forwarding after the runtime came back")
+        finally:
+            await server.stop(0)
     finally:
         await sock.stop()
 
