@@ -104,6 +104,27 @@ async def test_same_answers_as_direct(devenv: DevEnv, cri: CRIClient, debug_sock
     assert ("ContainerStatus", "NOT_FOUND") in {(m, c) for m, _, c in debug_socket.calls}  # type: ignore[attr-defined]
 
 
+async def test_separate_image_endpoint_routed_by_service(devenv: DevEnv, cri: CRIClient,
+                                                         tmp_path: Path) -> None:
+    """With the image service on another socket path, each call goes by its service."""
+    image_link = tmp_path / "images.sock"
+    image_link.symlink_to(devenv.containerd.paths.socket)
+    calls: list[tuple[str, float, str]] = []
+    sock = DebugSocket(str(tmp_path / "run" / "cri.sock"), devenv.endpoint, f"unix://{image_link}",
+                       observe=lambda m, s, c: calls.append((m, s, c)))
+    await sock.start()
+    try:
+        async with CRIClient(f"unix://{sock.path}", request_timeout=30) as via:
+            assert await via.version() == await cri.version()
+            assert _by_id(await via.list_images()) == _by_id(await cri.list_images())
+            with pytest.raises(NotFoundError):
+                await via.container_status("no-such-container")
+        assert {("Version", "OK"), ("ListImages", "OK"), ("ContainerStatus", "NOT_FOUND")} <= \
+            {(m, c) for m, _, c in calls}
+    finally:
+        await sock.stop()
+
+
 async def test_unknown_fields_pass_through(devenv: DevEnv, debug_socket: DebugSocket) -> None:
     """Raw bytes go through: a field number this proto lacks reaches the runtime and the
     runtime's answer comes back byte for byte as the runtime sent it."""

@@ -1,12 +1,14 @@
 """The CRI debug socket: crictl pointed at the agent sees the runtime unchanged.
 
-A gRPC server on a unix socket (default /run/nodeagent/cri.sock) that
-forwards every runtime.v1 RuntimeService/ImageService call to the real
-runtime as raw bytes: no message is decoded or re-encoded, so fields this
-proto does not know (a newer crictl or runtime) survive, and methods newer
-than our proto are forwarded too (as unary calls, which every CRI method but
-the streaming ones is). Exec/Attach/PortForward are plain unary calls whose
-answer is the runtime's streaming URL, so they work as they do direct.
+A unix socket (default /run/nodeagent/cri.sock) whose connections are
+relayed byte for byte to the runtime's socket (relay.py): no message is
+decoded or re-encoded, so fields this proto does not know (a newer crictl or
+runtime) survive, methods newer than our proto and streaming calls work, and
+Exec/Attach/PortForward answer the runtime's streaming URL as they do direct.
+The relay follows the HTTP/2 frames only to count and time each call.
+When the image service is a different socket than the runtime, a call-level
+gRPC forwarder (raw bytes too: generic handlers without serializers) routes
+each call by its service instead.
 
 When the runtime is down a call fails with UNAVAILABLE and a message that
 says so; the socket itself keeps serving.
@@ -38,6 +40,7 @@ from typing import Any
 import grpc
 import structlog
 
+from nodeagent.cri import relay
 from nodeagent.cri.client import MAX_MSG_SIZE, socket_path
 from nodeagent.cri.pb import api_pb2 as pb
 
@@ -181,6 +184,9 @@ class DebugSocket:
         self._observe = observe
         self._server: grpc.Server | None = None
         self._channels: list[grpc.Channel] = []
+        self._listener: socket.socket | None = None
+        self._conns: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
         self._lock_fd: int | None = None
         self._inode: tuple[int, int] | None = None
 
@@ -250,6 +256,72 @@ class DebugSocket:
         os.unlink(self.path)  # a stale socket of a crashed agent
 
     async def _serve(self) -> None:
+        runtime_path = socket_path(self.runtime_endpoint)
+        relay = socket_path(self.image_endpoint) == runtime_path
+        private = tempfile.mkdtemp(prefix=".cri-sock-", dir=self.path.parent)
+        try:
+            tmp = os.path.join(private, "s")
+            if relay:
+                self._listener = self._bind(tmp)
+            else:
+                self._start_forwarder(tmp)
+            os.chmod(tmp, SOCKET_MODE)
+            os.chown(tmp, 0, 0) if os.geteuid() == 0 else None
+            os.rename(tmp, self.path)
+            st = os.stat(self.path)
+            self._inode = (st.st_dev, st.st_ino)
+        except OSError as exc:
+            raise DebugSocketError(f"cannot create {self.path}: {exc.strerror or exc}") from None
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+        if relay:
+            thread = threading.Thread(target=self._accept, args=(self._listener, runtime_path),
+                                      name="cri-debug-accept", daemon=True)
+            thread.start()
+
+    @staticmethod
+    def _bind(path: str) -> socket.socket:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(64)
+        return listener
+
+    def _accept(self, listener: socket.socket, runtime_path: str) -> None:
+        """One relay per client connection (crictl opens one per command)."""
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed by stop()
+            threading.Thread(target=self._relay, args=(client, runtime_path),
+                             name="cri-debug-relay", daemon=True).start()
+
+    def _relay(self, client: socket.socket, runtime_path: str) -> None:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(runtime_path)
+        except OSError as exc:
+            upstream.close()
+            message = (f"nodeagent debug socket: the container runtime at {self.runtime_endpoint} "
+                       f"is unavailable: {exc.strerror or exc}")
+            relay.answer_unavailable(client, message, self._observe)
+            return
+        with self._conn_lock:
+            self._conns.update((client, upstream))
+        watch = relay.CallWatch(self._observe)
+        back = threading.Thread(target=relay.pump, args=(upstream, client, watch.from_server),
+                                name="cri-debug-relay", daemon=True)
+        back.start()
+        relay.pump(client, upstream, watch.from_client)
+        back.join()
+        with self._conn_lock:
+            self._conns.difference_update((client, upstream))
+        client.close()
+        upstream.close()
+
+    def _start_forwarder(self, tmp: str) -> None:
+        """Runtime and image service on different sockets: a call-level forwarder
+        routes each call by its service (a byte relay could not)."""
         options = [("grpc.max_receive_message_length", MAX_MSG_SIZE),
                    ("grpc.max_send_message_length", MAX_MSG_SIZE),
                    ("grpc.initial_reconnect_backoff_ms", 100),
@@ -266,25 +338,23 @@ class DebugSocket:
         server = grpc.server(ThreadPoolExecutor(WORKERS, thread_name_prefix="cri-debug"),
                              options=options[:2])
         server.add_generic_rpc_handlers([_Forwarder(by_service, self._observe)])
-        private = tempfile.mkdtemp(prefix=".cri-sock-", dir=self.path.parent)
-        try:
-            tmp = os.path.join(private, "s")
-            if server.add_insecure_port(f"unix:{tmp}") == 0:
-                raise DebugSocketError(f"cannot bind a unix socket in {private}")
-            server.start()
-            self._server = server
-            os.chmod(tmp, SOCKET_MODE)
-            os.chown(tmp, 0, 0) if os.geteuid() == 0 else None
-            os.rename(tmp, self.path)
-            st = os.stat(self.path)
-            self._inode = (st.st_dev, st.st_ino)
-        except OSError as exc:
-            raise DebugSocketError(f"cannot create {self.path}: {exc.strerror or exc}") from None
-        finally:
-            shutil.rmtree(private, ignore_errors=True)
+        if server.add_insecure_port(f"unix:{tmp}") == 0:
+            raise DebugSocketError(f"cannot bind a unix socket at {tmp}")
+        server.start()
+        self._server = server
 
     async def stop(self) -> None:
         """Stop serving, remove our socket (not someone else's) and the lock. Idempotent."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._conn_lock:
+            conns, self._conns = self._conns, set()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._server is not None:
             server, self._server = self._server, None
             await asyncio.to_thread(lambda: server.stop(0.5).wait())
