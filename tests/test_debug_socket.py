@@ -288,3 +288,27 @@ def test_operation_type_names() -> None:
     assert metrics.operation_type("ListContainers") == "list_containers"
     assert metrics.operation_type("RunPodSandbox") == "run_podsandbox"
     assert metrics.operation_type("ImageFsInfo") == "image_fs_info"
+
+
+def test_call_watch_either_order() -> None:
+    """The answer's trailers may be read before the request's headers (two threads)."""
+    from nodeagent.cri import relay
+
+    def headers(encoder, stream: int, items, flags: int) -> bytes:
+        return relay.frame(relay.HEADERS, flags | relay.END_HEADERS, stream, encoder.encode(items))
+
+    import hpack
+    seen: list[tuple[str, float, str]] = []
+    watch = relay.CallWatch(lambda m, s, c: seen.append((m, s, c)))
+    client, server = hpack.Encoder(), hpack.Encoder()
+    request = relay.PREFACE + relay.frame(relay.SETTINGS, 0, 0) + headers(
+        client, 1, [(":method", "POST"), (":path", "/runtime.v1.RuntimeService/Version")], 0)
+    trailers = headers(server, 1, [(":status", "200"), ("grpc-status", "5")], relay.END_STREAM)
+    watch.from_server(trailers, 10.5)
+    watch.from_client(request, 10.0)
+    request3 = headers(client, 3, [(":method", "POST"),
+                                   (":path", "/runtime.v1.ImageService/ListImages")], 0)
+    watch.from_client(request3, 20.0)
+    watch.from_server(headers(server, 3, [(":status", "200"), ("grpc-status", "0")],
+                              relay.END_STREAM), 20.25)
+    assert seen == [("Version", 0.5, "NOT_FOUND"), ("ListImages", 0.25, "OK")]

@@ -123,45 +123,58 @@ class CallWatch:
         self._client_headers = _Headers()
         self._server_headers = _Headers()
         self._calls: dict[int, tuple[str, float]] = {}
+        # The answer can be read before the request is looked at (the two
+        # directions run on their own threads): its end waits here.
+        self._ended: dict[int, tuple[float, str]] = {}
         self._lock = threading.Lock()
         self.broken = observe is None
 
-    def from_client(self, data: bytes) -> None:
+    def from_client(self, data: bytes, received: float) -> None:
+        """Bytes the client sent, `received` (monotonic) when they were read."""
         if self.broken:
             return
         try:
             for kind, flags, stream, payload in self._client.feed(data):
                 if kind == RST_STREAM:
-                    self._end(stream, "CANCELLED")
+                    self._end(stream, "CANCELLED", received)
                     continue
                 done = self._client_headers.frame(kind, flags, stream, payload)
                 if done is not None:
-                    method = done[2].get(":path", "").rsplit("/", 1)[-1]
-                    with self._lock:
-                        self._calls[done[0]] = (method, time.monotonic())
+                    self._start(done[0], done[2].get(":path", "").rsplit("/", 1)[-1], received)
         except Exception as exc:  # noqa: BLE001 - watching must never break the relay
             self._give_up(exc)
 
-    def from_server(self, data: bytes) -> None:
+    def from_server(self, data: bytes, received: float) -> None:
         if self.broken:
             return
         try:
             for kind, flags, stream, payload in self._server.feed(data):
                 if kind == RST_STREAM:
-                    self._end(stream, "CANCELLED")
+                    self._end(stream, "CANCELLED", received)
                     continue
                 done = self._server_headers.frame(kind, flags, stream, payload)
                 if done is not None and done[1] & END_STREAM:
                     code = done[2].get("grpc-status", "2")
-                    self._end(done[0], _CODES.get(int(code), code) if code.isdigit() else code)
+                    self._end(done[0], _CODES.get(int(code), code) if code.isdigit() else code,
+                              received)
         except Exception as exc:  # noqa: BLE001
             self._give_up(exc)
 
-    def _end(self, stream: int, code: str) -> None:
+    def _start(self, stream: int, method: str, at: float) -> None:
+        with self._lock:
+            ended = self._ended.pop(stream, None)
+            if ended is None:
+                self._calls[stream] = (method, at)
+        if ended is not None and self.observe is not None:
+            self.observe(method, ended[0] - at, ended[1])
+
+    def _end(self, stream: int, code: str, at: float) -> None:
         with self._lock:
             call = self._calls.pop(stream, None)
+            if call is None:
+                self._ended[stream] = (at, code)
         if call is not None and self.observe is not None:
-            self.observe(call[0], time.monotonic() - call[1], code)
+            self.observe(call[0], at - call[1], code)
 
     def _give_up(self, exc: Exception) -> None:
         self.broken = True
@@ -169,15 +182,17 @@ class CallWatch:
                     error=repr(exc))
 
 
-def pump(src: socket.socket, dst: socket.socket, watch: Callable[[bytes], None]) -> None:
-    """src -> dst until either side closes; then both are shut down."""
+def pump(src: socket.socket, dst: socket.socket, watch: Callable[[bytes, float], None]) -> None:
+    """src -> dst until either side closes; then both are shut down. Each read is
+    passed on first and shown to `watch` (with the time it was read) after."""
     try:
         while True:
             data = src.recv(BUFFER)
             if not data:
                 break
+            received = time.monotonic()
             dst.sendall(data)
-            watch(data)
+            watch(data, received)
     except OSError:
         pass
     finally:
