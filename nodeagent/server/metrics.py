@@ -119,12 +119,12 @@ def summary(snap: Snapshot, previous: Snapshot | None, node_name: str) -> dict[s
             "cpu": _cpu(pod.usage, prior.usage if prior else None),
             "memory": _memory(pod.usage),
         }
-        if pod.interfaces:
-            first = pod.interfaces[0]
+        interfaces = pod.interfaces  # reads the netns' counters: once
+        if interfaces:
             ifaces = [{"name": i.name, "rxBytes": i.rx_bytes, "rxErrors": i.rx_errors,
-                       "txBytes": i.tx_bytes, "txErrors": i.tx_errors} for i in pod.interfaces]
+                       "txBytes": i.tx_bytes, "txErrors": i.tx_errors} for i in interfaces]
             entry["network"] = {"time": _time(pod.usage.timestamp), **ifaces[0],
-                                "name": first.name, "interfaces": ifaces}
+                                "interfaces": ifaces}
         pods.append(entry)
     node = snap.node
     vm = psutil.virtual_memory()
