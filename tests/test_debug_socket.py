@@ -312,3 +312,22 @@ def test_call_watch_either_order() -> None:
     watch.from_server(headers(server, 3, [(":status", "200"), ("grpc-status", "0")],
                               relay.END_STREAM), 20.25)
     assert seen == [("Version", 0.5, "NOT_FOUND"), ("ListImages", 0.25, "OK")]
+
+
+async def test_second_agent_does_not_take_over(agent, devenv: DevEnv, tmp_path: Path) -> None:
+    from tests.agentproc import AgentProcess
+
+    second = AgentProcess(devenv, tmp_path / "second", "--cri-debug-socket", str(agent.debug_socket))
+    before = os.stat(agent.debug_socket).st_ino
+    second.start()
+    try:
+        await wait_for(lambda: any(line.get("event") == "CRI debug socket not served"
+                                   for line in second.log_lines()), what="second agent's error")
+        line = next(l for l in second.log_lines() if l.get("event") == "CRI debug socket not served")
+        assert "in use by another nodeagent" in line["error"]
+        assert os.stat(agent.debug_socket).st_ino == before
+        async with CRIClient(f"unix://{agent.debug_socket}", request_timeout=10) as via:
+            assert (await via.version()).runtime_api_version == "v1"
+        assert second.process.poll() is None  # it runs on without a debug socket
+    finally:
+        assert second.stop() == 0
