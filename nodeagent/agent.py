@@ -62,7 +62,8 @@ class Agent:
                  static_pod_path=config.static_pod_path or None)
         metrics.set_node_name(node_name)
         node_ips = (config.node_ip,) if config.node_ip else (hostinfo.default_node_ip(),)
-        observability = Observability(self.cri, node_name, config, self.executor, self._runtime_counts)
+        observability = Observability(self.cri, node_name, config, self.executor, self._runtime_counts,
+                                      self._health_checks)
         secure = observability.secure_listener(self._pods_with_status, node_ips)  # checks TLS files
         await self._start_debug_socket()  # before the runtime answers: crictl then says why not
         version = await self._wait_for_runtime()

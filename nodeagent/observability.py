@@ -17,7 +17,7 @@ from nodeagent.metrics import kubelet as metrics
 from nodeagent.metrics.node import NodeCollector
 from nodeagent.metrics.stats import StatsProvider
 from nodeagent.server.auth import AuthError, Authenticator, load_token_file, server_ssl_context
-from nodeagent.server.local import SecureListener
+from nodeagent.server.local import HealthCheck, SecureListener
 from nodeagent.server.logs import ContainerLogs
 from nodeagent.server.metrics import MetricsRoutes
 from nodeagent.server.tlscert import ensure_self_signed
@@ -27,11 +27,13 @@ _node_collector: NodeCollector | None = None
 
 class Observability:
     def __init__(self, cri: CRIClient, node_name: str, config: AgentConfig, executor: Any,
-                 runtime_counts: Callable[[], tuple[int, dict[str, int]]]) -> None:
+                 runtime_counts: Callable[[], tuple[int, dict[str, int]]],
+                 checks: Callable[[], list[HealthCheck]] | None = None) -> None:
         global _node_collector
         self.cri, self.node_name, self.config, self.executor = cri, node_name, config, executor
         self.stats = StatsProvider(cri, executor=executor)
-        self.routes = MetricsRoutes(self.stats, node_name=node_name, executor=executor)
+        self.routes = MetricsRoutes(self.stats, node_name=node_name, executor=executor,
+                                    checks=checks)
         metrics.set_runtime_counts(runtime_counts)
         self.rotator = LogRotator(cri, max_size=Quantity(config.container_log_max_size).value(),
                                   max_files=config.container_log_max_files,

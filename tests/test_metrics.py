@@ -20,7 +20,8 @@ from nodeagent.devenv.registry import free_port
 from tests.agentproc import NODE_NAME, AgentProcess, pod_manifest, running
 from tests.polling import wait_for
 
-ENDPOINTS = ("/metrics", "/metrics/resource", "/metrics/cadvisor", "/metrics/probes")
+ENDPOINTS = ("/metrics", "/metrics/resource", "/metrics/cadvisor", "/metrics/probes",
+             "/metrics/slis")
 HOG_MIB = 40  # written to /dev/shm (tmpfs, 64 MiB): charged to the container, never reclaimed
 
 
@@ -33,14 +34,14 @@ async def fetch(agent: AgentProcess, path: str) -> str:
     return (await asyncio.to_thread(_get, f"{agent.base_url}{path}")).decode()
 
 
-def sample(body: str, name: str, **labels: str) -> float | None:
-    """The value of the first series `name` whose labels include `labels`."""
+def sample(body: str, metric: str, **labels: str) -> float | None:
+    """The value of the first series `metric` whose labels include `labels`."""
     for line in body.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
+        if not line.startswith(metric + "{") and not line.startswith(metric + " "):
             continue
         got = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
         if all(got.get(k) == v for k, v in labels.items()):
-            rest = line.split("}", 1)[1] if "{" in line else line[len(name):]
+            rest = line.split("}", 1)[1] if "{" in line else line[len(metric):]
             return float(rest.split()[0])
     return None
 
@@ -132,6 +133,10 @@ async def test_endpoints_valid_and_values(agent: AgentProcess, devenv: DevEnv,
     p = bodies["/metrics/probes"]
     assert "# TYPE prober_probe_total counter" in p
     assert "# TYPE prober_probe_duration_seconds histogram" in p
+
+    s = bodies["/metrics/slis"]
+    assert sample(s, "kubernetes_healthcheck", name="syncloop", type="healthz") == 1
+    assert sample(s, "kubernetes_healthchecks_total", name="ping", status="success") >= 1
 
     summary = json.loads(await fetch(agent, "/stats/summary"))
     entry = next(p for p in summary["pods"] if p["podRef"]["uid"] == uid)

@@ -1,4 +1,4 @@
-"""HTTP handlers for /metrics, /metrics/{resource,cadvisor,probes} and
+"""HTTP handlers for /metrics, /metrics/{resource,cadvisor,probes,slis} and
 /stats/summary, added to the read-only and the authenticated listeners.
 
 Rendering runs in the executor: the process and node collectors read /proc.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -16,22 +17,27 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from nodeagent.metrics import kubelet, probes
-from nodeagent.metrics.resource import cadvisor_families, render, resource_families
+from nodeagent.metrics.resource import Family, cadvisor_families, labels, render, resource_families
 from nodeagent.metrics.stats import PodStats, Snapshot, StatsProvider, Usage
+from nodeagent.server.local import HealthCheck
 
 
 class MetricsRoutes:
-    def __init__(self, stats: StatsProvider, *, node_name: str, executor: Any = None) -> None:
+    def __init__(self, stats: StatsProvider, *, node_name: str, executor: Any = None,
+                 checks: Callable[[], list[HealthCheck]] | None = None) -> None:
         self.stats = stats
         self.node_name = node_name
         self.executor = executor
+        self.checks = checks
         self._bodies: dict[str, tuple[Snapshot, bytes]] = {}
+        self._check_counts: dict[tuple[str, str], int] = {}
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/metrics/probes", self._probes)
         app.router.add_get("/metrics/resource", self._resource)
         app.router.add_get("/metrics/cadvisor", self._cadvisor)
+        app.router.add_get("/metrics/slis", self._slis)
         app.router.add_get("/stats/summary", self._summary)
         app.router.add_get("/stats/summary/", self._summary)
 
@@ -61,6 +67,23 @@ class MetricsRoutes:
             cached = (snap, body)
             self._bodies[kind] = cached
         return web.Response(body=cached[1], headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+    async def _slis(self, request: web.Request) -> web.Response:
+        """component-base's SLI metrics over the healthz checks (evaluated per scrape)."""
+        checks = [HealthCheck("ping", True), *(self.checks() if self.checks else [])]
+        gauge = Family("kubernetes_healthcheck", "gauge",
+                       "[STABLE] This metric records the result of a single healthcheck.")
+        total = Family("kubernetes_healthchecks_total", "counter",
+                       "[STABLE] This metric records the results of all healthcheck.")
+        for check in checks:
+            status = "success" if check.ok else "error"
+            key = (check.name, status)
+            self._check_counts[key] = self._check_counts.get(key, 0) + 1
+            gauge.add(labels(("name", "type"), (check.name, "healthz")), 1 if check.ok else 0)
+        for (name, status), count in sorted(self._check_counts.items()):
+            total.add(labels(("name", "status", "type"), (name, status, "healthz")), count)
+        return web.Response(body=render([gauge, total]),
+                            headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def _summary(self, request: web.Request) -> web.Response:
         snap = await self.stats.get()
