@@ -68,7 +68,8 @@ class Agent:
              "--container-runtime-endpoint", env.endpoint, "--pod-manifest-path", str(self.manifests),
              "--root-dir", str(work / "root"), "--pod-logs-dir", str(work / "logs"),
              "--hostname-override", NODE, "--cgroup-root", env.cgroup_parent("bench"),
-             "--read-only-port", str(self.port), "--healthz-port", str(self.healthz)],
+             "--read-only-port", str(self.port), "--healthz-port", str(self.healthz),
+             "--port", "0", "--cri-debug-socket", ""],
             stdout=open(work / "agent.log", "wb"), stderr=subprocess.STDOUT)
         for _ in range(300):
             try:

@@ -25,6 +25,7 @@ from nodeagent.cgroups.manager import CgroupManager
 from nodeagent.cgroups.values import ResourcePolicy
 from nodeagent.config import AgentConfig
 from nodeagent.cri.client import CRIClient
+from nodeagent.cri.debugsocket import DebugSocket, DebugSocketError
 from nodeagent.cri.errors import CRIError, NotCRIEndpoint, UnsupportedRuntime
 from nodeagent.eviction.manager import EvictionManager
 from nodeagent.eviction.signals import SignalReader
@@ -34,6 +35,8 @@ from nodeagent.node.capacity import (
 )
 from nodeagent.node.podusage import pod_usage
 from nodeagent.netns.manager import NetworkManager, NetworkSetupError, network_settings
+from nodeagent.metrics import kubelet as metrics
+from nodeagent.observability import Observability
 from nodeagent.oci.puller import ImagePuller
 from nodeagent.pods.crispec import NodeContext
 from nodeagent.pods.manager import PodManager
@@ -53,6 +56,7 @@ class Agent:
         self.cri = CRIClient(config.container_runtime_endpoint,
                              config.image_service_endpoint or None,
                              request_timeout=config.runtime_request_timeout)
+        self.cri.observers.append(metrics.observe_cri_call)
         self.executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="nodeagent-io")
         self.manager: PodManager | None = None
         self.relister: Relister | None = None
@@ -60,6 +64,7 @@ class Agent:
         self.source: StaticPodSource | None = None
         self.static_snapshot: StaticSnapshot | None = None
         self.network: NetworkManager | None = None
+        self.debug_socket: DebugSocket | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.cgroups: CgroupManager | None = None
@@ -77,11 +82,16 @@ class Agent:
         node_name = config.node_name
         log.info("starting nodeagent", node=node_name, runtime=config.container_runtime_endpoint,
                  static_pod_path=config.static_pod_path or None)
+        metrics.set_node_name(node_name)
+        node_ips = (config.node_ip,) if config.node_ip else (hostinfo.default_node_ip(),)
+        observability = Observability(self.cri, node_name, config, self.executor, self._runtime_counts,
+                                      self._health_checks)
+        secure = observability.secure_listener(self._pods_with_status, node_ips)  # checks TLS files
+        await self._start_debug_socket()  # before the runtime answers: crictl then says why not
         version = await self._wait_for_runtime()
         cgroups = await self._setup_cgroups()
         allocatable_now = self.node_allocatable
         assert allocatable_now is not None
-        node_ips = (config.node_ip,) if config.node_ip else (hostinfo.default_node_ip(),)
         node = NodeContext(
             node_name=node_name, node_ips=node_ips,
             allocatable_cpu_millis=allocatable_now.cpu,
@@ -118,7 +128,8 @@ class Agent:
         except CRIError as exc:
             log.warning("first relist failed; running pods are adopted when it succeeds", error=str(exc))
         # Adopt what runs before the first relist event arrives.
-        self._spawn(self.relister.run(), manager.housekeeping(), cgroups.run_periodic(), self.eviction.run())
+        self._spawn(self.relister.run(), manager.housekeeping(), cgroups.run_periodic(), self.eviction.run(),
+                    observability.rotator.run())
         if config.static_pod_path:
             self.source = StaticPodSource(Path(config.static_pod_path), node_name, self._on_static,
                                           resync_period=config.file_check_frequency)
@@ -127,11 +138,13 @@ class Agent:
                                   read_only_port=config.read_only_port,
                                   healthz_address=config.healthz_bind_address,
                                   pods=manager.pod_objects, checks=self._health_checks,
-                                  extra=self._manifest_report, node=self._node_report)
+                                  extra=self._manifest_report, node=self._node_report,
+                                  routes=[observability.routes.add_to], secure=secure)
         await self.server.start()
         log.info("nodeagent ready", node=node_name, node_ips=list(node_ips),
                  healthz_port=self.server.bound_ports.healthz,
-                 read_only_port=self.server.bound_ports.read_only)
+                 read_only_port=self.server.bound_ports.read_only,
+                 port=self.server.bound_ports.secure)
         try:
             await self._stop.wait()
         finally:
@@ -158,6 +171,7 @@ class Agent:
         self.node_allocatable = allocatable(capacity, system_reserved, kube_reserved, hard)
         self.reserved_memory = system_reserved.get("memory", 0) + kube_reserved.get("memory", 0)
         self.oom_score_adj_restricted = not hostinfo.can_lower_oom_score_adj()
+        metrics.set_oom_score_adj_restricted(self.oom_score_adj_restricted)
         if self.oom_score_adj_restricted:
             log.warning("this host cannot set negative oom_score_adj (no CAP_SYS_RESOURCE): "
                         "Guaranteed and node-critical pods get 0 instead of -997",
@@ -222,6 +236,26 @@ class Agent:
             except CRIError as exc:
                 log.error("container runtime not ready; still waiting", error=str(exc))
 
+    def _runtime_counts(self) -> tuple[int, dict[str, int]]:
+        relister = self.relister
+        return (relister.running_pods, relister.container_states) if relister else (0, {})
+
+    def _pods_with_status(self) -> list[Any]:
+        return self.manager.pods_with_status() if self.manager else []
+
+    async def _start_debug_socket(self) -> None:
+        """A debugging aid: when it cannot be served the agent runs on without it."""
+        if not self.config.cri_debug_socket:
+            return
+        sock = DebugSocket(self.config.cri_debug_socket, self.config.container_runtime_endpoint,
+                           self.config.image_service_endpoint or None,
+                           observe=lambda method, s, code: metrics.observe_debug_call(method, code, s))
+        try:
+            await sock.start()
+            self.debug_socket = sock
+        except DebugSocketError as exc:
+            log.error("CRI debug socket not served", path=self.config.cri_debug_socket, error=str(exc))
+
     def _spawn(self, *coros: Any) -> None:
         for coro in coros:
             task = asyncio.ensure_future(coro)
@@ -264,6 +298,8 @@ class Agent:
             await self.manager.shutdown()
         if self.network is not None:
             await self.network.stop()
+        if self.debug_socket is not None:
+            await self.debug_socket.stop()
         await self.cri.close()
         self.executor.shutdown(wait=False)
 

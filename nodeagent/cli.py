@@ -43,6 +43,8 @@ def _resource_map(text: str) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"invalid entry {item!r}: expected name=quantity")
         out[key.strip()] = value.strip()
     return out
+
+
 def _signal_map(flag: str, separator: str):  # noqa: ANN202 - an argparse type
     def parse(text: str) -> dict[str, str]:
         from nodeagent.eviction.thresholds import parse_flag_map
@@ -103,6 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--healthz-port", type=int, metavar="PORT", help="healthz port; 0 disables (default 10248)")
     run.add_argument("--runtime-request-timeout", type=_duration, metavar="DURATION",
                      help="deadline of CRI calls (default 2m)")
+    run.add_argument("--port", type=int, metavar="PORT",
+                     help="the authenticated kubelet API (HTTPS); 0 disables (default 10250)")
+    run.add_argument("--tls-cert-file", metavar="FILE",
+                     help="serving certificate (default: a self-signed one in <root-dir>/pki)")
+    run.add_argument("--tls-private-key-file", metavar="FILE", help="its private key")
+    run.add_argument("--client-ca-file", metavar="FILE",
+                     help="client certificates signed by this CA are authenticated")
+    run.add_argument("--anonymous-auth", type=_bool, metavar="BOOL",
+                     help="serve unauthenticated requests as system:anonymous (default false)")
+    run.add_argument("--token-auth-file", metavar="FILE",
+                     help="standalone bearer tokens: token,user,uid[,\"group1,group2\"] lines")
+    run.add_argument("--cri-debug-socket", metavar="PATH",
+                     help="serve the runtime's CRI here for crictl (default "
+                          "/run/nodeagent/cri.sock; empty disables)")
     run.add_argument("--sync-frequency", type=_duration, metavar="DURATION",
                      help="periodic resync of every pod (default 1m)")
     run.add_argument("--pod-cidr", metavar="CIDR",
@@ -146,7 +162,9 @@ _RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_po
               "cpu_cfs_quota_period", "system_reserved", "kube_reserved", "eviction_hard", "eviction_soft",
               "eviction_monitoring_period", "eviction_soft_grace_period", "eviction_minimum_reclaim",
               "eviction_pressure_transition_period", "eviction_max_pod_grace_period",
-              "pod_cidr", "cluster_dns", "cluster_domain", "cni_bin_dir", "cni_conf_dir", "pod_bridge", "pod_mtu")
+              "pod_cidr", "cluster_dns", "cluster_domain", "cni_bin_dir", "cni_conf_dir", "pod_bridge", "pod_mtu",
+              "cri_debug_socket", "port", "tls_cert_file", "tls_private_key_file", "client_ca_file",
+              "anonymous_auth", "token_auth_file")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -164,6 +182,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except CgroupSetupError as exc:
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # found while starting (TLS and token files)
+        print(f"nodeagent: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from nodeagent.api.quantity import Quantity
+
 API_VERSION = "kubelet.config.k8s.io/v1beta1"
 KIND = "KubeletConfiguration"
 
@@ -79,10 +81,20 @@ class AgentConfig:
     cni_conf_dir: str = "/etc/cni/net.d"
     pod_bridge: str = "nodeagent0"
     pod_mtu: int = 0  # 0: the MTU of the node's default-route interface
+    port: int = 10250  # the authenticated kubelet API (TLS); 0 disables
+    tls_cert_file: str = ""
+    tls_private_key_file: str = ""
+    client_ca_file: str = ""  # authentication.x509.clientCAFile
+    anonymous_auth: bool = False  # authentication.anonymous.enabled
+    container_log_max_size: str = "10Mi"
+    container_log_max_files: int = 5
+    container_log_monitor_interval: float = 10.0
     # Flag-only settings (kubelet has no config field for these).
     root_dir: str = "/var/lib/kubelet"
     hostname_override: str = ""
     node_ip: str = ""
+    cri_debug_socket: str = "/run/nodeagent/cri.sock"  # nodeagent's own; "" disables
+    token_auth_file: str = ""  # standalone bearer tokens (kube-apiserver's file format)
 
     @property
     def node_name(self) -> str:
@@ -108,11 +120,31 @@ _FILE_FIELDS = {
     "evictionPressureTransitionPeriod": "eviction_pressure_transition_period",
     "evictionMaxPodGracePeriod": "eviction_max_pod_grace_period",
     "podCIDR": "pod_cidr", "clusterDNS": "cluster_dns", "clusterDomain": "cluster_domain",
+    "port": "port", "tlsCertFile": "tls_cert_file", "tlsPrivateKeyFile": "tls_private_key_file",
+    "authentication": "authentication", "containerLogMaxSize": "container_log_max_size",
+    "containerLogMaxFiles": "container_log_max_files",
+    "containerLogMonitorInterval": "container_log_monitor_interval",
 }
 _DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency",
-              "eviction_pressure_transition_period", "cpu_cfs_quota_period", "eviction_monitoring_period"}
+              "eviction_pressure_transition_period", "cpu_cfs_quota_period", "eviction_monitoring_period",
+              "container_log_monitor_interval"}
 _MAPS = {"eviction_hard", "eviction_soft", "eviction_soft_grace_period", "eviction_minimum_reclaim",
          "system_reserved", "kube_reserved"}
+
+def _authentication(path: str, value: Any) -> dict[str, Any]:
+    """The parts of `authentication` nodeagent implements: x509.clientCAFile and
+    anonymous.enabled (webhook comes with the API server)."""
+    allowed = {("x509", "clientCAFile"): "client_ca_file", ("anonymous", "enabled"): "anonymous_auth"}
+    out: dict[str, Any] = {}
+    for section, body in (value or {}).items():
+        for key, item in (body or {}).items() if isinstance(body, dict) else [(None, body)]:
+            name = allowed.get((section, key))
+            if name is None:
+                raise ConfigError(f"--config {path}: authentication.{section}"
+                                  f"{'.' + key if key else ''} is not supported by nodeagent "
+                                  "(supported: x509.clientCAFile, anonymous.enabled)")
+            out[name] = item
+    return out
 
 
 def load_config_file(path: str) -> dict[str, Any]:
@@ -137,6 +169,9 @@ def load_config_file(path: str) -> dict[str, Any]:
         if name is None:
             raise ConfigError(f"--config {path}: field {key!r} is not supported by nodeagent "
                               f"(supported: {', '.join(sorted(_FILE_FIELDS))})")
+        if name == "authentication":
+            values.update(_authentication(path, value))
+            continue
         values[name] = value
     return values
 
@@ -180,7 +215,7 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
         elif types[name] is str and not isinstance(value, str):
             raise ConfigError(f"{name}: expected a string, got {value!r}")
         setattr(config, name, value)
-    for port in ("read_only_port", "healthz_port"):
+    for port in ("read_only_port", "healthz_port", "port"):
         if not 0 <= getattr(config, port) <= 65535:
             raise ConfigError(f"{port}: {getattr(config, port)} is not a port (0 disables)")
     if config.cgroup_driver not in ("cgroupfs", "systemd"):
@@ -196,6 +231,17 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
             raise ConfigError(f"podCIDR: {config.pod_cidr} is too small (at most /29)")
     if not 0 < len(config.pod_bridge) <= 15 or "/" in config.pod_bridge:
         raise ConfigError(f"pod bridge name {config.pod_bridge!r} is not a valid interface name")
+    if config.container_log_monitor_interval < 3:
+        raise ConfigError("containerLogMonitorInterval: must be at least 3s, got "
+                          f"{config.container_log_monitor_interval:g}s")
+    if config.container_log_max_files < 2:
+        raise ConfigError(f"containerLogMaxFiles: must be at least 2, got {config.container_log_max_files}")
+    try:
+        if Quantity(config.container_log_max_size).value() < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"containerLogMaxSize: {config.container_log_max_size!r} is not a positive "
+                          "quantity (e.g. 10Mi)") from None
     if config.max_pods < 1:
         raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
     from nodeagent.eviction.thresholds import eviction_config  # imports this module

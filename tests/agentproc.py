@@ -33,9 +33,11 @@ class AgentProcess:
         self.manifests.mkdir(parents=True, exist_ok=True)
         self.read_only_port = free_port()
         self.healthz_port = free_port()
+        self.port = free_port()  # the authenticated kubelet API
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.cgroup_root = env.cgroup_parent("agent")
+        self.debug_socket = workdir / "run" / "cri.sock"
 
     @property
     def base_url(self) -> str:
@@ -50,6 +52,7 @@ class AgentProcess:
                 "--cgroup-root", self.cgroup_root,
                 "--read-only-port", str(self.read_only_port),
                 "--healthz-port", str(self.healthz_port), *self.env.agent_network_flags(),
+                "--cri-debug-socket", str(self.debug_socket), "--port", str(self.port),
                 *self.extra_args]  # later flags win
 
     def start(self, timeout: float = 30.0, ready_path: str = "/healthz") -> AgentProcess:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import urllib.request
 from pathlib import Path
 
 from nodeagent import hostinfo
@@ -97,6 +98,10 @@ async def test_qos_cgroup_files_and_oom_scores(devenv: DevEnv, tmp_path: Path, c
         node = agent.get_json("/nodeagent/node")
         assert node["oomScoreAdjRestricted"] is (FLOOR == 0)
         assert node["cgroupDriver"] == "cgroupfs" and node["cgroupVersion"] == 1
+        with urllib.request.urlopen(f"{agent.base_url}/metrics", timeout=10) as resp:
+            exposition = resp.read().decode()
+        assert f"nodeagent_oom_score_adj_restricted {1.0 if FLOOR == 0 else 0.0}" in exposition
+        assert 'kubelet_cgroup_manager_duration_seconds_count{operation_type="create"}' in exposition
         # Deleting the pods removes their cgroups from every hierarchy.
         for name in pods:
             agent.remove_manifest(f"{name}.yaml")

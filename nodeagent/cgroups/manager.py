@@ -26,9 +26,14 @@ from nodeagent.cgroups.values import (
     MIN_SHARES, ResourceConfig, ResourcePolicy, milli_cpu_to_shares, pod_requests, pod_resource_config,
 )
 from nodeagent.eviction.ranking import PodUsage
+from nodeagent.metrics import kubelet as metrics
 from nodeagent.node.capacity import NodeResources
 
 log = structlog.get_logger("nodeagent.cgroups")
+
+# kubelet_cgroup_manager_duration_seconds{operation_type}: the kubelet's create/update/destroy.
+_OPERATION_TYPES = {"ensure": "create", "remove": "destroy", "procs": "pids", "children": "list",
+                    "exists": "exists", "memory_working_set": "stats", "pids_current": "stats"}
 
 QOS_UPDATE_PERIOD = 60.0  # kubelet periodicQOSCgroupUpdateInterval
 KILL_ATTEMPTS = 5
@@ -174,6 +179,7 @@ class CgroupManager:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
         finally:
             elapsed = time.monotonic() - started
+            metrics.observe_cgroup_operation(_OPERATION_TYPES.get(getattr(fn, "__name__", ""), "other"), elapsed)
             if elapsed > 0.5:
                 log.warning("slow cgroup operation", operation=getattr(fn, "__name__", str(fn)),
                             seconds=round(elapsed, 3))

@@ -330,6 +330,12 @@ class CRIClient:
             pod_sandbox_id=pod_sandbox_id), read=True)
         return resp.stats
 
+    async def list_pod_sandbox_stats(self, filter: pb.PodSandboxStatsFilter | None = None
+                                     ) -> list[pb.PodSandboxStats]:
+        resp = await self._rt("ListPodSandboxStats", pb.ListPodSandboxStatsRequest(filter=filter),
+                              read=True)
+        return list(resp.stats)
+
     # -- ImageService -----------------------------------------------------
 
     async def image_status(self, image: str, verbose: bool = False) -> pb.Image | None:

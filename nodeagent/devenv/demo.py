@@ -64,7 +64,8 @@ def run_demo(env: DevEnv, workdir: Path, keep: bool) -> None:
              "--pod-manifest-path", str(manifests), "--root-dir", str(workdir / "root"),
              "--pod-logs-dir", str(workdir / "logs"), "--hostname-override", NODE_NAME,
              "--cgroup-root", env.cgroup_parent("demo"), "--read-only-port", str(read_only),
-             "--healthz-port", str(healthz), *env.agent_network_flags()],
+             "--healthz-port", str(healthz), *env.agent_network_flags(), "--port", "0",
+             "--cri-debug-socket", str(workdir / "cri.sock")],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         print(f"nodeagent started (pid {agent.pid}), static pods from {manifests}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +29,7 @@ from nodeagent.eviction.thresholds import (
     IMAGEFS_AVAILABLE, IMAGEFS_INODES_FREE, MEMORY_AVAILABLE, NODEFS_AVAILABLE,
     NODEFS_INODES_FREE, PID_AVAILABLE, EvictionConfig, Threshold,
 )
+from nodeagent.metrics import kubelet as metrics
 
 log = structlog.get_logger("nodeagent.eviction")
 
@@ -64,13 +64,10 @@ _CONDITION_TEXT = {
 
 MEMORY_PRESSURE_TAINT = "node.kubernetes.io/memory-pressure"
 
-# kubelet_evictions{eviction_signal}: a plain counter until the metrics registry exists.
-_EVICTIONS: Counter[str] = Counter()
-
-
 def eviction_samples() -> list[tuple[dict[str, str], int]]:
-    """Samples of kubelet_evictions, one per signal that evicted a pod."""
-    return [({"eviction_signal": s}, n) for s, n in sorted(_EVICTIONS.items())]
+    """Samples of kubelet_evictions (served on /metrics), one per signal that evicted a pod."""
+    return [({"eviction_signal": s.labels["eviction_signal"]}, int(s.value))
+            for family in metrics.EVICTIONS.collect() for s in family.samples if s.name.endswith("_total")]
 
 
 def _rfc3339(wall: float) -> str:
@@ -318,7 +315,7 @@ class EvictionManager:
             await self.evict(pod, result)
         except Exception:
             log.exception("eviction manager: pod failed to evict", pod=pod.full_name)
-        _EVICTIONS[threshold.signal] += 1
+        metrics.record_eviction(threshold.signal)
         return pod
 
     def _set_pressure(self, pressure: list[str]) -> None:

@@ -9,6 +9,7 @@ ImagePullBackOff.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -43,6 +44,8 @@ class ImagePuller:
         self.cri = cri
         self.backoff = ImageBackoff()
         self._lock = asyncio.Semaphore(1 if serialize else 1 << 16)
+        # Seconds each pod spent waiting for and pulling images (the pod start SLI leaves it out).
+        self.pulling_seconds: dict[str, float] = {}
 
     async def ensure(self, pod_uid: str, image: str, policy: str,
                      sandbox_config: pb.PodSandboxConfig | None = None) -> EnsuredImage:
@@ -59,6 +62,7 @@ class ImagePuller:
         wait = self.backoff.remaining(key)
         if wait > 0:
             raise ImageError("ImagePullBackOff", f'Back-off pulling image "{image}"', retry_after=wait)
+        started = time.monotonic()
         async with self._lock:
             try:
                 ref = await self.cri.pull_image(image, sandbox_config=sandbox_config)
@@ -71,6 +75,9 @@ class ImagePuller:
                 raise ImageError("ErrImagePull",
                                  f'Failed to pull image "{image}": {exc.details or exc}',
                                  retry_after=delay) from None
+            finally:
+                self.pulling_seconds[pod_uid] = (self.pulling_seconds.get(pod_uid, 0.0)
+                                                 + time.monotonic() - started)
         self.backoff.succeeded(key)
         pulled = await self.cri.image_status(ref)
         return _ensured(pulled) if pulled is not None else EnsuredImage(ref, None, "")

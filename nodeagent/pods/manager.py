@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,6 +21,7 @@ from nodeagent.cgroups.fs import CgroupError
 from nodeagent.cri.errors import CRIError, NotFoundError
 from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.eviction.manager import AdmitResult, EvictionResult
+from nodeagent.metrics import kubelet as metrics
 from nodeagent.pods import volumes
 from nodeagent.pods.observe import GRACE_ANNOTATION, POD_UID_LABEL, StateKey
 from nodeagent.pods.worker import PodWorker, WorkerDeps
@@ -48,6 +50,7 @@ class PodManager:
         self._view: tuple[int, list[dict[str, Any]]] | None = None
         # Admission beyond maxPods (the eviction manager's, under node pressure).
         self.admit: Callable[[Pod], AdmitResult] | None = None
+        self._starting: dict[str, float] = {}  # uid -> when first seen, until it first runs
         deps.on_status = self._on_status
 
     @property
@@ -81,6 +84,7 @@ class PodManager:
         uid = pod.metadata.uid
         self.pods[uid] = pod
         self.statuses[uid] = PodStatus(phase="Pending")  # until the worker's first sync
+        self._starting[uid] = time.monotonic()
         active = sum(1 for w in self.workers.values() if not w.terminating)
         if active >= self.max_pods:
             # kubelet admission: the pod is refused and stays Failed.
@@ -108,6 +112,8 @@ class PodManager:
 
     def _remove(self, uid: str) -> None:
         pod = self.pods.pop(uid, None)
+        self._starting.pop(uid, None)
+        self.deps.images.pulling_seconds.pop(uid, None)
         self.rejected.pop(uid, None)
         if uid not in self.workers:
             self.statuses.pop(uid, None)
@@ -136,6 +142,15 @@ class PodManager:
         if uid in self.pods:
             self.statuses[uid] = status
             self._changes += 1
+            self._note_start(uid, status)
+
+    def _note_start(self, uid: str, status: PodStatus) -> None:
+        """kubelet_pod_start_duration_seconds: first seen -> every container running."""
+        if uid not in self._starting or status.phase != "Running" or not all(
+                c.state.running is not None for c in status.container_statuses):
+            return
+        seconds = time.monotonic() - self._starting.pop(uid)
+        metrics.observe_pod_start(seconds, self.deps.images.pulling_seconds.pop(uid, 0.0))
 
     def runtime_changed(self, uid: str, state: StateKey) -> None:
         worker = self.workers.get(uid)

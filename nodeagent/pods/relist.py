@@ -18,10 +18,14 @@ import structlog
 
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError
+from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.pods.observe import POD_UID_LABEL, StateKey
 
 log = structlog.get_logger("nodeagent.pods")
 
+_STATE_NAMES = {pb.ContainerState.CONTAINER_CREATED: "created",
+                pb.ContainerState.CONTAINER_RUNNING: "running",
+                pb.ContainerState.CONTAINER_EXITED: "exited"}
 RELIST_THRESHOLD = 180.0  # kubelet genericPlegRelistThreshold: unhealthy after 3 min
 
 
@@ -34,6 +38,9 @@ class Relister:
         self.last_relist = time.monotonic()
         self._seen: dict[str, tuple[str, int]] = {}  # object id -> (pod uid, state)
         self._relisted = False
+        # For kubelet_running_pods / kubelet_running_containers{container_state}.
+        self.running_pods = 0
+        self.container_states: dict[str, int] = {}
 
     def state_of(self, uid: str) -> StateKey | None:
         """The pod's objects as last relisted; None before the first relist."""
@@ -56,6 +63,12 @@ class Relister:
                    if self._seen.get(key) != (uid, state)}
         changed |= {uid for key, (uid, _) in self._seen.items() if key not in current}
         self._seen = current
+        self.running_pods = sum(1 for s in sandboxes if s.state == pb.PodSandboxState.SANDBOX_READY)
+        states: dict[str, int] = {}
+        for c in containers:
+            name = _STATE_NAMES.get(c.state, "unknown")
+            states[name] = states.get(name, 0) + 1
+        self.container_states = states
         self._relisted = True
         self.last_relist = time.monotonic()
         if not changed:

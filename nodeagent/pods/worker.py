@@ -27,6 +27,7 @@ from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError, NotFoundError, RuntimeUnavailable
 from nodeagent.netns import hosts as etchosts
 from nodeagent.events import NORMAL, WARNING, record_event
+from nodeagent.metrics import kubelet as metrics
 from nodeagent.oci.puller import ImageError, ImagePuller
 from nodeagent.pods import crispec, volumes
 from nodeagent.pods.backoff import crashloop_decision
@@ -113,6 +114,7 @@ class PodWorker:
         self._grace_override: int | None = None
         self._terminated_cleanly = False
         self._accepted_at = now_rfc3339()
+        self._operation = "create"  # kubelet_pod_worker_duration_seconds' operation_type
         self._log = log.bind(pod=pod.full_name, pod_uid=self.uid)
         self.probes = PodProbes(pod, deps.cri, self.wake) if has_probes(pod) else None
         self._pod_ip = ""  # the current sandbox's, for hooks
@@ -123,6 +125,7 @@ class PodWorker:
 
     def update(self, pod: Pod) -> None:
         self.pod = pod
+        self._operation = "update"
         self.wake()
 
     def wake(self) -> None:
@@ -190,7 +193,10 @@ class PodWorker:
                         return
                     deadline = loop.time() + 1.0
                     continue
+                started, operation = time.monotonic(), self._operation
                 wait = await self._run_guarded(self._sync)
+                self._operation = "sync"
+                metrics.observe_pod_worker(operation, time.monotonic() - started)
                 if self._messages_pending:
                     wait = min(wait, 1.0) if wait is not None else 1.0
                 # kubelet: resyncs are jittered (wait.Jitter(syncFrequency, 0.5)), so pods

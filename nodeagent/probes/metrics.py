@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from nodeagent.metrics import probes as exported  # /metrics/probes (prometheus-client)
+
 log = structlog.get_logger("nodeagent.probes")
 
 PROBE_TOTAL = "prober_probe_total"
@@ -57,6 +59,8 @@ class ProbeMetrics:
         key: Labels = (("probe_type", probe_type), ("result", result), ("container", container),
                        ("pod", pod), ("namespace", namespace), ("pod_uid", pod_uid))
         self.totals[key] = self.totals.get(key, 0) + 1
+        exported.observe_probe(probe_type, result, seconds=seconds, container=container, pod=pod,
+                               namespace=namespace, pod_uid=pod_uid)
         if result != "failed":
             dkey: Labels = (("probe_type", probe_type), ("container", container), ("pod", pod),
                             ("namespace", namespace))
@@ -89,6 +93,10 @@ class ProbeMetrics:
         def keep(labels: Labels) -> bool:
             d = dict(labels)
             return not (d["pod"] == pod and d["namespace"] == namespace)
+        for labels in [k for k in self.totals if not keep(k)]:
+            d = dict(labels)
+            exported.forget_probe(d["probe_type"], container=d["container"], pod=pod,
+                                  namespace=namespace, pod_uid=d["pod_uid"])
         self.totals = {k: v for k, v in self.totals.items() if keep(k)}
         self.durations = {k: v for k, v in self.durations.items() if keep(k)}
 

@@ -6,9 +6,12 @@ and bodies lets them keep working unchanged (k/k pkg/kubelet/server/server.go,
 k8s.io/apiserver healthz).
 
 Listeners (kubelet semantics: port 0 disables a listener):
+  * secure (`secure`, the kubelet's :10250): TLS and authentication
+    (server/auth.py), the read-only handlers plus /containerLogs.
   * healthz (`healthz_port`, default 10248): `GET /healthz`, `GET /healthz/<check>`.
   * read-only (`read_only_port`, default 10255; the kubelet defaults it to 0):
     `GET /healthz`, `GET /healthz/<check>`, `GET /pods` (a v1 PodList),
+    what `routes` add (the agent adds /metrics*, /stats/summary: server/metrics.py),
     and the nodeagent-specific `GET /nodeagent/manifests`: the JSON `extra()`
     returns (the agent passes the static pod source's `StaticSnapshot.report()`:
     invalid manifests and warnings, which the kubelet only logs); 404 when no
@@ -34,7 +37,8 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Awaitable, Callable
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -64,6 +68,19 @@ class BoundPorts:
     """Actual listening ports; None for a disabled listener."""
     healthz: int | None = None
     read_only: int | None = None
+    secure: int | None = None
+
+
+@dataclass(frozen=True)
+class SecureListener:
+    """The kubelet API (:10250): TLS, an authenticating middleware, and the
+    read-only handlers plus `routes` (containerLogs)."""
+    port: int
+    ssl_context: ssl.SSLContext
+    middleware: Any
+    address: str = "127.0.0.1"
+    routes: Sequence[Callable[[web.Application], None]] = ()
+    sock: socket.socket | None = None
 
 
 class ServerError(Exception):
@@ -91,8 +108,10 @@ class LocalServer:
                  extra: Callable[[], dict[str, Any]] | None = None,
                  node: Callable[[], dict[str, Any]] | None = None,
                  healthz_address: str | None = None,
+                 routes: Sequence[Callable[[web.Application], None]] = (),
                  healthz_socket: socket.socket | None = None,
-                 read_only_socket: socket.socket | None = None) -> None:
+                 read_only_socket: socket.socket | None = None,
+                 secure: SecureListener | None = None) -> None:
         for what, port in (("healthz_port", healthz_port), ("read_only_port", read_only_port)):
             if not 0 <= port <= 65535:
                 raise ValueError(f"{what} must be between 0 and 65535, not {port}")
@@ -106,6 +125,8 @@ class LocalServer:
         self._checks = checks
         self._extra = extra
         self._node = node
+        self._routes = list(routes)  # more handlers (metrics, stats) for the API listeners
+        self._secure = secure
         self._runners: dict[str, web.AppRunner] = {}
         self._bound = BoundPorts()
         self._last_failing: tuple[str, ...] = ()
@@ -133,10 +154,15 @@ class LocalServer:
                                          self._healthz_port, self._healthz_socket)
             read_only = await self._listen("read-only", self._read_only_app(), self._address,
                                            self._read_only_port, self._read_only_socket)
+            secure = None
+            if self._secure is not None:
+                s = self._secure
+                secure = await self._listen("secure", self._secure_app(s), s.address, s.port,
+                                            s.sock, s.ssl_context)
         except BaseException:
             await self.stop()
             raise
-        self._bound = BoundPorts(healthz=healthz, read_only=read_only)
+        self._bound = BoundPorts(healthz=healthz, read_only=read_only, secure=secure)
 
     async def stop(self) -> None:
         """Close the listeners and in-flight connections. Idempotent."""
@@ -146,7 +172,8 @@ class LocalServer:
         self._bound = BoundPorts()
 
     async def _listen(self, name: str, app: web.Application, address: str, port: int,
-                      sock: socket.socket | None) -> int | None:
+                      sock: socket.socket | None,
+                      ssl_context: ssl.SSLContext | None = None) -> int | None:
         if sock is None and port == 0:
             self._log.info("local API listener disabled", listener=name)
             return None
@@ -155,10 +182,10 @@ class LocalServer:
         self._runners[name] = runner
         site: web.BaseSite
         if sock is not None:
-            site = web.SockSite(runner, sock)
+            site = web.SockSite(runner, sock, ssl_context=ssl_context)
             where = "%s:%s" % sock.getsockname()[:2]
         else:
-            site = web.TCPSite(runner, address, port, reuse_address=True)
+            site = web.TCPSite(runner, address, port, reuse_address=True, ssl_context=ssl_context)
             where = f"{address}:{port}"
         try:
             await site.start()
@@ -170,17 +197,25 @@ class LocalServer:
 
     # -- applications -------------------------------------------------------------
 
-    def _healthz_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard])
+    def _healthz_app(self, middlewares: Sequence[Any] = ()) -> web.Application:
+        app = web.Application(middlewares=[self._guard, *middlewares])
         app.router.add_get("/healthz", self._handle_healthz)
         app.router.add_get("/healthz/{check}", self._handle_check)
         return app
 
-    def _read_only_app(self) -> web.Application:
-        app = self._healthz_app()
+    def _read_only_app(self, middlewares: Sequence[Any] = ()) -> web.Application:
+        app = self._healthz_app(middlewares)
         app.router.add_get("/pods", self._handle_pods)
         app.router.add_get("/nodeagent/manifests", self._handle_manifests)
         app.router.add_get("/nodeagent/node", self._handle_node)
+        for add in self._routes:
+            add(app)
+        return app
+
+    def _secure_app(self, listener: SecureListener) -> web.Application:
+        app = self._read_only_app([listener.middleware])
+        for add in listener.routes:
+            add(app)
         return app
 
     @web.middleware

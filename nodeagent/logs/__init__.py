@@ -1,0 +1,1 @@
+"""Container logs: reading CRI log files (crilog.py) and rotating them (rotation.py)."""

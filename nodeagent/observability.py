@@ -1,0 +1,64 @@
+"""The observability half of the composition root: stats, metrics and their
+HTTP routes, built from the agent's config so agent.py stays a short list
+of start/stop steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nodeagent.api.quantity import Quantity
+from nodeagent.api.types import Pod
+from nodeagent.config import AgentConfig, ConfigError
+from nodeagent.cri.client import CRIClient
+from nodeagent.logs.rotation import LogRotator
+from nodeagent.metrics import kubelet as metrics
+from nodeagent.metrics.node import NodeCollector
+from nodeagent.metrics.stats import StatsProvider
+from nodeagent.server.auth import AuthError, Authenticator, load_token_file, server_ssl_context
+from nodeagent.server.local import HealthCheck, SecureListener
+from nodeagent.server.logs import ContainerLogs
+from nodeagent.server.metrics import MetricsRoutes
+from nodeagent.server.tlscert import ensure_self_signed
+
+_node_collector: NodeCollector | None = None
+
+
+class Observability:
+    def __init__(self, cri: CRIClient, node_name: str, config: AgentConfig, executor: Any,
+                 runtime_counts: Callable[[], tuple[int, dict[str, int]]],
+                 checks: Callable[[], list[HealthCheck]] | None = None) -> None:
+        global _node_collector
+        self.cri, self.node_name, self.config, self.executor = cri, node_name, config, executor
+        self.stats = StatsProvider(cri, executor=executor)
+        self.routes = MetricsRoutes(self.stats, node_name=node_name, executor=executor,
+                                    checks=checks)
+        metrics.set_runtime_counts(runtime_counts)
+        self.rotator = LogRotator(cri, max_size=Quantity(config.container_log_max_size).value(),
+                                  max_files=config.container_log_max_files,
+                                  interval=config.container_log_monitor_interval, executor=executor)
+        if _node_collector is None:
+            _node_collector = NodeCollector([config.root_dir, config.pod_logs_dir])
+            metrics.REGISTRY.register(_node_collector)
+
+    def secure_listener(self, pods: Callable[[], list[Pod]],
+                        node_ips: Sequence[str]) -> SecureListener | None:
+        """The kubelet API on --port; ConfigError when its TLS/auth files are unusable."""
+        config = self.config
+        if config.port == 0:
+            return None
+        cert, key = config.tls_cert_file, config.tls_private_key_file
+        if bool(cert) != bool(key):
+            raise ConfigError("--tls-cert-file and --tls-private-key-file must be given together")
+        try:
+            if not cert:
+                cert, key = ensure_self_signed(Path(config.root_dir) / "pki", self.node_name, node_ips)
+            context = server_ssl_context(cert, key, config.client_ca_file)
+            tokens = load_token_file(config.token_auth_file) if config.token_auth_file else {}
+        except (AuthError, OSError) as exc:
+            raise ConfigError(str(exc)) from None
+        auth = Authenticator(self.node_name, tokens, anonymous=config.anonymous_auth)
+        logs = ContainerLogs(pods, self.cri, self.executor)
+        return SecureListener(config.port, context, auth.middleware, address=config.address,
+                              routes=[logs.add_to])
