@@ -42,7 +42,13 @@ async def container_pid(cri: CRIClient, pod: dict, name: str = "main") -> int:
 def pod_dirs(agent: AgentProcess, hierarchy: str) -> list[Path]:
     """Every pod<uid> cgroup dir under this agent's kubepods in one hierarchy."""
     kubepods = CGROUP / hierarchy / agent.cgroup_root.lstrip("/") / "kubepods"
-    return sorted(p for p in kubepods.rglob("pod*") if p.is_dir())
+    found = []
+    for tier in (kubepods, kubepods / "burstable", kubepods / "besteffort"):
+        try:  # pods come and go while this looks
+            found += [p for p in tier.iterdir() if p.name.startswith("pod") and p.is_dir()]
+        except FileNotFoundError:
+            pass
+    return sorted(found)
 
 
 async def test_qos_cgroup_files_and_oom_scores(devenv: DevEnv, tmp_path: Path, cri: CRIClient) -> None:
