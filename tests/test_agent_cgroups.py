@@ -104,6 +104,9 @@ async def test_qos_cgroup_files_and_oom_scores(devenv: DevEnv, tmp_path: Path, c
         node = agent.get_json("/nodeagent/node")
         assert node["oomScoreAdjRestricted"] is (FLOOR == 0)
         assert node["cgroupDriver"] == "cgroupfs" and node["cgroupVersion"] == 1
+        # allocatable = capacity - systemReserved - the default hard threshold (100Mi)
+        assert node["allocatable"]["memory"] == f"{(memory_capacity - 2**30 - 100 * MI) // 1024}Ki"
+        assert node["capacity"]["memory"] == f"{memory_capacity // 1024}Ki"
         with urllib.request.urlopen(f"{agent.base_url}/metrics", timeout=10) as resp:
             exposition = resp.read().decode()
         assert f"nodeagent_oom_score_adj_restricted {1.0 if FLOOR == 0 else 0.0}" in exposition
