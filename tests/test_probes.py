@@ -240,6 +240,12 @@ async def test_http_probes_pass_fail_and_time_out(agent: AgentProcess, devenv: D
     assert t - started["http-ok"] <= 2 + SLACK
     seen, _ = await exec_in(cri, pod, "main", "cat", "/tmp/ua")
     assert seen.strip() == f"{USER_AGENT}|yes-really|*/*"
+    # readiness turning bad: NotReady after failureThreshold (3) failures, no restart
+    (www / "cgi-bin" / "ua").unlink()
+    broken = time.monotonic()
+    t, pod = await Timeline(agent).when("http-ok", lambda p: cond(p, "Ready") == "False", 10)
+    assert 2 - 0.5 <= t - broken <= 3 + 1 + SLACK, t - broken
+    assert container(pod, "main")["ready"] is False and restarts(pod) == 0
 
     _, pod = await Timeline(agent).when("http-fail", lambda p: restarts(p) >= 1, 20)
     killed = seconds_to_kill(agent, "http-fail", "Container main failed liveness probe, will be restarted")
