@@ -224,7 +224,8 @@ class Agent:
             "cgroupDriver": self.config.cgroup_driver,
             "cgroupVersion": cgroups.backend.version if cgroups else None,
             "oomScoreAdjRestricted": self.oom_score_adj_restricted,
-            "conditions": [c.to_json() for c in self.eviction.conditions()] if self.eviction else [],
+            "conditions": ([c.to_json() for c in self.eviction.conditions()] if self.eviction else [])
+            + ([self.network.condition()] if self.network else []),
         }
 
     async def _wait_for_runtime(self):

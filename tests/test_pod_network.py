@@ -150,6 +150,9 @@ async def test_pods_reach_each_other_the_host_and_hostports(agent: AgentProcess,
                for r in rules), rules
     assert set(ipam_files(agent)) == {ip_a, ip_b}
     assert http_get(f"http://127.0.0.1:{agent.healthz_port}/healthz/network") == "ok"
+    unavailable = next(c for c in agent.get_json("/nodeagent/node")["conditions"]
+                       if c["type"] == "NetworkUnavailable")
+    assert (unavailable["status"], unavailable["reason"]) == ("False", "NodeagentIsUp")
 
     # Deleting the pod removes its rules, veth and address.
     sandbox_a = (await cri.list_pod_sandbox(pb.PodSandboxFilter(
@@ -310,6 +313,10 @@ async def test_network_setup_failure_is_reported_not_fatal(devenv: DevEnv, tmp_p
             http_get(url)  # until node status exists, healthz is where the agent says it
         errors = [e for e in agent.log_lines() if e.get("event") == "pod network unavailable"]
         assert errors and "not a bridge" in errors[0]["error"]
+        unavailable = next(c for c in agent.get_json("/nodeagent/node")["conditions"]
+                           if c["type"] == "NetworkUnavailable")
+        assert (unavailable["status"], unavailable["reason"]) == ("True", "NetworkPluginNotReady")
+        assert "not a bridge" in unavailable["message"]
         assert devenv.agent_subnet.rsplit(".", 1)[0] not in sh("ip", "-4", "addr", "show", "dev", "lo")
         assert agent.process.poll() is None
     finally:

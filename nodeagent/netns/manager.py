@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ class NetworkManager:
         self.network = PodNetwork(settings)
         self.backend = ""
         self._readiness = Readiness(False, "NetworkPluginNotReady", "nodeagent network not set up yet")
+        self._ready_since = time.time()
         self._server: asyncio.AbstractServer | None = None
         self._gc_task: asyncio.Task[None] | None = None
 
@@ -82,6 +84,22 @@ class NetworkManager:
 
     def network_ready(self) -> Readiness:
         return self._readiness
+
+    def _set_readiness(self, value: Readiness) -> None:
+        if value.ready != self._readiness.ready:
+            self._ready_since = time.time()
+        self._readiness = value
+
+    def condition(self) -> dict[str, str]:
+        """NetworkUnavailable as network plugins write it on the Node (the
+        kubelet does not: calico and flannel do, with reason <Name>IsUp)."""
+        r = self._readiness
+        since = datetime.fromtimestamp(self._ready_since, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if r.ready:
+            return {"type": "NetworkUnavailable", "status": "False", "reason": "NodeagentIsUp",
+                    "message": "nodeagent has set up the pod network", "lastTransitionTime": since}
+        return {"type": "NetworkUnavailable", "status": "True", "reason": r.reason or "NetworkPluginNotReady",
+                "message": r.message, "lastTransitionTime": since}
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -101,8 +119,8 @@ class NetworkManager:
             await self._run(self._install)
         except (iptables.IptablesError, links.LinkError, links.NetlinkError, OSError,
                 NetworkSetupError) as exc:
-            self._readiness = Readiness(False, "NetworkPluginNotReady",
-                                        f"pod network setup failed: {exc}")
+            self._set_readiness(Readiness(False, "NetworkPluginNotReady",
+                                          f"pod network setup failed: {exc}"))
             if self._server is not None:
                 self._server.close()
             raise NetworkSetupError(self._readiness.message) from exc
@@ -143,14 +161,14 @@ class NetworkManager:
                 net = next((c for c in status.status.conditions if c.type == "NetworkReady"), None)
                 loaded = self.settings.name in status.info.get("cniconfig", "")
                 if net is not None and net.status and loaded:
-                    self._readiness = Readiness(True)
+                    self._set_readiness(Readiness(True))
                     log.info("runtime loaded the pod network config", network=self.settings.name)
                     return
                 message = (net.message if net is not None and not net.status
                            else f"runtime has not loaded network {self.settings.name} yet")
             except CRIError as exc:
                 message = f"runtime status: {exc}"
-            self._readiness = Readiness(False, "NetworkPluginNotReady", message)
+            self._set_readiness(Readiness(False, "NetworkPluginNotReady", message))
             if time.monotonic() > deadline:
                 log.error("runtime did not load the pod network config", message=message)
                 return
