@@ -153,6 +153,8 @@ async def test_pods_reach_each_other_the_host_and_hostports(agent: AgentProcess,
     unavailable = next(c for c in agent.get_json("/nodeagent/node")["conditions"]
                        if c["type"] == "NetworkUnavailable")
     assert (unavailable["status"], unavailable["reason"]) == ("False", "NodeagentIsUp")
+    exposition = http_get(f"{agent.base_url}/metrics")
+    assert 'kubelet_network_plugin_operations_duration_seconds_count{operation_type="set_up_pod"}' in exposition
 
     # Deleting the pod removes its rules, veth and address.
     sandbox_a = (await cri.list_pod_sandbox(pb.PodSandboxFilter(

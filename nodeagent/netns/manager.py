@@ -34,8 +34,13 @@ import structlog
 from nodeagent.config import AgentConfig
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError
+from nodeagent.metrics import kubelet as metrics
 from nodeagent.netns import iptables, links
 from nodeagent.netns.network import NetworkSettings, PodNetwork, handle
+
+# The kubelet's operation types for pod network calls.
+_OPERATION = {"ADD": "set_up_pod", "DEL": "tear_down_pod", "CHECK": "get_pod_network_status",
+              "VERSION": "version"}
 
 log = structlog.get_logger("nodeagent.netns")
 
@@ -201,7 +206,11 @@ class NetworkManager:
             else:
                 started = time.monotonic()
                 code, out, err = await self._run(handle, env, stdin)
-                self._log_request(env, code, out, err, time.monotonic() - started)
+                elapsed = time.monotonic() - started
+                self._log_request(env, code, out, err, elapsed)
+                # kubelet_network_plugin_operations_duration_seconds{operation_type}
+                metrics.observe_network_operation(_OPERATION.get(env.get("CNI_COMMAND", ""), "other"),
+                                                  elapsed, error=code != 0)
                 reply = {"exit": code, "stdout": out, "stderr": err}
             writer.write(json.dumps(reply).encode())
             await writer.drain()
