@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cancellable import run_cancellable  # noqa: E402
 from nodeagent.api.manifest import parse_manifest  # noqa: E402
 from nodeagent.cri.client import CRIClient  # noqa: E402
 from nodeagent.devenv.env import DevEnv, remove_all_pods  # noqa: E402
@@ -248,17 +248,5 @@ async def main() -> None:
         subprocess.run(["rm", "-rf", str(work)])
 
 
-async def run() -> None:
-    """main(), cancelled (so its teardown runs) on SIGTERM or Ctrl-C."""
-    task = asyncio.ensure_future(main())
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        print("interrupted; environment removed", file=sys.stderr)
-
-
 if __name__ == "__main__":
-    asyncio.run(run())
+    run_cancellable(main)

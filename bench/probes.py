@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pod_start import Agent, all_running, get_pods  # noqa: E402
 
+from bench.cancellable import run_cancellable  # noqa: E402
 from nodeagent.devenv.env import DevEnv  # noqa: E402
 from nodeagent.logsetup import configure_logging  # noqa: E402
 
@@ -138,16 +138,5 @@ async def main() -> None:
         subprocess.run(["rm", "-rf", str(work)])
 
 
-async def run() -> None:
-    task = asyncio.ensure_future(main())
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        print("interrupted; environment removed", file=sys.stderr)
-
-
 if __name__ == "__main__":
-    asyncio.run(run())
+    run_cancellable(main)

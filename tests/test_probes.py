@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc.aio
 import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.pb import api_pb2 as pb
