@@ -49,7 +49,9 @@ class CgroupManager:
         self.policy = policy
         self.pods_budget = pods_budget
         self.executor = executor
-        self._active: dict[str, Pod] = {}
+        # uid -> the pod's cpu request if Burstable, else 0: what the burstable
+        # tier's shares sum, computed once per pod (requests are fixed per uid).
+        self._active: dict[str, int] = {}
         self._burstable_shares: int | None = None  # last written to the burstable tier
 
     # -- names --------------------------------------------------------------
@@ -84,14 +86,14 @@ class CgroupManager:
     def set_active_pods(self, pods: Iterable[Pod]) -> None:
         """The pods that have a worker (running or terminating): their cgroups
         are kept, every other pod cgroup is an orphan."""
-        self._active = {p.metadata.uid: p for p in pods}
+        active = self._active
+        self._active = {p.metadata.uid: active[p.metadata.uid] if p.metadata.uid in active
+                        else _burstable_cpu(p) for p in pods}
 
     async def update_tiers(self, *, force: bool = False) -> None:
         """kubelet qosContainerManager.UpdateCgroups: burstable shares = the
         sum of the burstable pods' cpu requests; besteffort always 2."""
-        burstable = sum(pod_requests(p).get("cpu", 0) for p in self._active.values()
-                        if pod_qos_class(p) == BURSTABLE)
-        shares = milli_cpu_to_shares(burstable)
+        shares = milli_cpu_to_shares(sum(self._active.values()))
         if shares == self._burstable_shares and not force:
             return
         await self._run(self.backend.ensure, self.path(names.tier(self.root, BURSTABLE)),
@@ -120,7 +122,8 @@ class CgroupManager:
             log.debug("pod cgroup created", pod=pod.full_name, pod_uid=pod.metadata.uid, cgroup=path,
                       cpu_shares=config.cpu_shares, cpu_quota=config.cpu_quota,
                       memory_limit=config.memory_limit, pids_limit=config.pids_limit)
-        self._active[pod.metadata.uid] = pod
+        if pod.metadata.uid not in self._active:
+            self._active[pod.metadata.uid] = _burstable_cpu(pod)
         await self.update_tiers()
         return path
 
@@ -183,6 +186,10 @@ class CgroupManager:
             if elapsed > 0.5:
                 log.warning("slow cgroup operation", operation=getattr(fn, "__name__", str(fn)),
                             seconds=round(elapsed, 3))
+
+
+def _burstable_cpu(pod: Pod) -> int:
+    return pod_requests(pod).get("cpu", 0) if pod_qos_class(pod) == BURSTABLE else 0
 
 
 def _pod_uid(dirname: str, driver: str) -> str | None:
