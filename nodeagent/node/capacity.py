@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from nodeagent import hostinfo
 from nodeagent.api.quantity import InvalidQuantityError, Quantity
 
 # Resources the reservation maps may name (kubelet: cpu, memory,
@@ -95,7 +96,7 @@ def machine_capacity(root_dir: Path, max_pods: int) -> NodeResources:
         path = path.parent
     return NodeResources(
         cpu=(psutil.cpu_count(logical=True) or os.cpu_count() or 1) * 1000,
-        memory=psutil.virtual_memory().total,
+        memory=hostinfo.memory_capacity_bytes(),
         ephemeral_storage=psutil.disk_usage(str(path)).total,
         pods=max_pods, pid=pid_max(), hugepages=hugepages())
 
