@@ -30,6 +30,9 @@ from nodeagent.cri.errors import CRIError, NotCRIEndpoint, UnsupportedRuntime
 from nodeagent.eviction.manager import EvictionManager
 from nodeagent.eviction.signals import SignalReader
 from nodeagent.eviction.thresholds import eviction_config, hard_eviction_reservation
+from nodeagent.kube.cluster import Cluster
+from nodeagent.kube.nodeobject import initial_node, node_status, node_status_changed
+from nodeagent.kube.podsource import API_SOURCE
 from nodeagent.node.capacity import (
     NodeResources, ReservationError, allocatable, machine_capacity, parse_reservation, pods_cgroup_budget,
 )
@@ -73,6 +76,8 @@ class Agent:
         self.oom_score_adj_restricted = False
         self.reserved_memory = 0
         self.eviction: EvictionManager | None = None
+        self.cluster: Cluster | None = None
+        self.runtime_version: Any = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -84,11 +89,17 @@ class Agent:
                  static_pod_path=config.static_pod_path or None)
         metrics.set_node_name(node_name)
         node_ips = (config.node_ip,) if config.node_ip else (hostinfo.default_node_ip(),)
+        self._node_ips = node_ips
         observability = Observability(self.cri, node_name, config, self.executor, self._runtime_counts,
                                       self._health_checks)
-        secure = observability.secure_listener(self._pods_with_status, node_ips)  # checks TLS files
+        if config.kubeconfig:  # a bad kubeconfig stops the agent here, naming the file
+            self.cluster = Cluster(config, initial_node=self._initial_node, node_status=self._node_status,
+                                   status_changed=node_status_changed)
+        secure = observability.secure_listener(  # checks TLS files
+            self._pods_with_status, node_ips, self.cluster.webhook_auth() if self.cluster else None)
         await self._start_debug_socket()  # before the runtime answers: crictl then says why not
         version = await self._wait_for_runtime()
+        self.runtime_version = version
         cgroups = await self._setup_cgroups()
         allocatable_now = self.node_allocatable
         assert allocatable_now is not None
@@ -112,7 +123,7 @@ class Agent:
                           node=node, runtime_name=version.runtime_name, cgroups=cgroups,
                           on_status=lambda uid, status: None, resync_period=config.sync_frequency,
                           executor=self.executor)
-        sources = [STATIC_SOURCE] if config.static_pod_path else []
+        sources = ([STATIC_SOURCE] if config.static_pod_path else []) + ([API_SOURCE] if config.kubeconfig else [])
         self.manager = manager = PodManager(deps, max_pods=config.max_pods, sources=sources)
         self.eviction = EvictionManager(
             eviction_config(config), active_pods=manager.active_pods,
@@ -130,6 +141,8 @@ class Agent:
         # Adopt what runs before the first relist event arrives.
         self._spawn(self.relister.run(), manager.housekeeping(), cgroups.run_periodic(), self.eviction.run(),
                     observability.rotator.run())
+        if self.cluster is not None:
+            self._spawn(*self.cluster.attach(manager))
         if config.static_pod_path:
             self.source = StaticPodSource(Path(config.static_pod_path), node_name, self._on_static,
                                           resync_period=config.file_check_frequency)
@@ -226,7 +239,41 @@ class Agent:
             "oomScoreAdjRestricted": self.oom_score_adj_restricted,
             "conditions": ([c.to_json() for c in self.eviction.conditions()] if self.eviction else [])
             + ([self.network.condition()] if self.network else []),
+            "apiServer": self.cluster.report() if self.cluster else None,
         }
+
+    async def _initial_node(self) -> dict[str, Any]:
+        return initial_node(self.config, self.node_capacity, self.node_allocatable)
+
+    async def _node_status(self, previous: dict[str, Any] | None) -> dict[str, Any]:
+        runtime_errors = await self._runtime_errors()
+        return node_status(self.config, previous, capacity=self.node_capacity, allocatable=self.node_allocatable,
+                           pressure=self.eviction.conditions() if self.eviction else [],
+                           runtime_errors=runtime_errors, runtime_version=self.runtime_version,
+                           node_ips=self._node_ips, port=self.server.bound_ports.secure if self.server else 0)
+
+    async def _runtime_errors(self) -> list[str]:
+        """Why the node is not ready (kubelet runtimeState errors)."""
+        errors = []
+        try:
+            status = await self.cri.status()
+            conditions = {c.type: c for c in status.status.conditions}
+            runtime = conditions.get("RuntimeReady")
+            if runtime is None or not runtime.status:
+                errors.append("container runtime status check may not have completed yet" if runtime is None else
+                              f"container runtime is down: RuntimeReady=false reason:{runtime.reason} "
+                              f"message:{runtime.message}")
+            network = conditions.get("NetworkReady")
+            if network is not None and not network.status:
+                errors.append(f"container runtime network not ready: NetworkReady=false reason:{network.reason} "
+                              f"message:{network.message}")
+        except CRIError as exc:
+            errors.append(f"container runtime is down: {exc}")
+        if self.relister is not None:
+            ok, message = self.relister.healthy()
+            if not ok:
+                errors.append(f"PLEG is not healthy: {message}")
+        return errors
 
     async def _wait_for_runtime(self):
         while True:
@@ -301,6 +348,8 @@ class Agent:
             await self.network.stop()
         if self.debug_socket is not None:
             await self.debug_socket.stop()
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.cri.close()
         self.executor.shutdown(wait=False)
 

@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import platform
 import sys
+from typing import Any
 
 import grpc
 
 from nodeagent import __version__
 from nodeagent.cri.client import DEFAULT_REQUEST_TIMEOUT, CRIClient
-from nodeagent.config import ConfigError, build_config, load_config_file, parse_duration
+from nodeagent.config import (
+    ConfigError, build_config, load_config_file, parse_duration, parse_labels, parse_taints,
+)
 from nodeagent.cri.errors import CRIError
 from nodeagent.logsetup import FORMATS, configure_logging
 
@@ -23,6 +26,15 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _config_parser(parse: Any) -> Any:
+    def parse_flag(text: str) -> Any:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse_flag
 
 
 def _bool(text: str) -> bool:
@@ -149,6 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eviction-monitoring-period", type=_duration, metavar="DURATION",
                      help="how often eviction signals are read (nodeagent only; the kubelet's is a fixed 10s)")
 
+    run.add_argument("--kubeconfig", metavar="FILE",
+                     help="API server connection; without it the agent runs standalone (static pods only)")
+    run.add_argument("--kube-api-qps", type=int, metavar="N", help="API requests per second (default 50)")
+    run.add_argument("--kube-api-burst", type=int, metavar="N", help="API request burst (default 100)")
+    run.add_argument("--register-node", type=_bool, metavar="BOOL",
+                     help="register the Node with the API server (default true)")
+    run.add_argument("--register-with-taints", type=_config_parser(parse_taints), metavar="LIST",
+                     help="taints to register the node with: key=value:Effect,...")
+    run.add_argument("--node-labels", type=_config_parser(parse_labels), metavar="LIST",
+                     help="labels to register the node with: key=value,...")
+    run.add_argument("--node-status-update-frequency", type=_duration, metavar="DURATION",
+                     help="how often node status is computed (default 10s)")
+    run.add_argument("--event-qps", dest="event_record_qps", type=int, metavar="N",
+                     help="events posted per second (default 50)")
+    run.add_argument("--event-burst", type=int, metavar="N", help="event burst (default 100)")
+
     pods = sub.add_parser("pods", help="list the agent's pods (from its read-only API)")
     pods.add_argument("--server", default="http://127.0.0.1:10255", metavar="URL",
                       help="the agent's read-only API (default http://127.0.0.1:10255)")
@@ -164,12 +192,15 @@ _RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_po
               "eviction_pressure_transition_period", "eviction_max_pod_grace_period",
               "pod_cidr", "cluster_dns", "cluster_domain", "cni_bin_dir", "cni_conf_dir", "pod_bridge", "pod_mtu",
               "cri_debug_socket", "port", "tls_cert_file", "tls_private_key_file", "client_ca_file",
-              "anonymous_auth", "token_auth_file")
+              "anonymous_auth", "token_auth_file", "kubeconfig", "kube_api_qps", "kube_api_burst",
+              "register_node", "register_with_taints", "node_labels", "node_status_update_frequency",
+              "event_record_qps", "event_burst")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nodeagent.agent import run_agent  # the agent's imports are not needed by other commands
     from nodeagent.cgroups.detect import CgroupSetupError
+    from nodeagent.kube.kubeconfig import KubeconfigError
 
     try:
         file_values = load_config_file(args.config) if args.config else {}
@@ -182,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except CgroupSetupError as exc:
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 1
-    except ConfigError as exc:  # found while starting (TLS and token files)
+    except (ConfigError, KubeconfigError) as exc:  # found while starting (TLS, token files, kubeconfig)
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -86,15 +86,33 @@ class AgentConfig:
     tls_private_key_file: str = ""
     client_ca_file: str = ""  # authentication.x509.clientCAFile
     anonymous_auth: bool = False  # authentication.anonymous.enabled
+    # With --kubeconfig: TokenReview / SubjectAccessReview through the API server.
+    authentication_webhook_enabled: bool = True  # authentication.webhook.enabled
+    authentication_webhook_cache_ttl: float = 120.0
+    authorization_mode: str = "Webhook"  # authorization.mode: Webhook | AlwaysAllow
+    authorization_webhook_cache_authorized_ttl: float = 300.0
+    authorization_webhook_cache_unauthorized_ttl: float = 30.0
     container_log_max_size: str = "10Mi"
     container_log_max_files: int = 5
     container_log_monitor_interval: float = 10.0
+    # API server (nodeagent/kube); without --kubeconfig the agent runs standalone.
+    kube_api_qps: int = 50
+    kube_api_burst: int = 100
+    register_node: bool = True
+    register_with_taints: list[dict[str, str]] = field(default_factory=list)
+    node_status_update_frequency: float = 10.0
+    node_status_report_frequency: float = 300.0
+    node_lease_duration_seconds: int = 40
+    event_record_qps: int = 50
+    event_burst: int = 100
     # Flag-only settings (kubelet has no config field for these).
     root_dir: str = "/var/lib/kubelet"
     hostname_override: str = ""
     node_ip: str = ""
     cri_debug_socket: str = "/run/nodeagent/cri.sock"  # nodeagent's own; "" disables
     token_auth_file: str = ""  # standalone bearer tokens (kube-apiserver's file format)
+    kubeconfig: str = ""
+    node_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def node_name(self) -> str:
@@ -121,28 +139,46 @@ _FILE_FIELDS = {
     "evictionMaxPodGracePeriod": "eviction_max_pod_grace_period",
     "podCIDR": "pod_cidr", "clusterDNS": "cluster_dns", "clusterDomain": "cluster_domain",
     "port": "port", "tlsCertFile": "tls_cert_file", "tlsPrivateKeyFile": "tls_private_key_file",
-    "authentication": "authentication", "containerLogMaxSize": "container_log_max_size",
+    "authentication": "authentication", "authorization": "authorization", "containerLogMaxSize": "container_log_max_size",
     "containerLogMaxFiles": "container_log_max_files",
     "containerLogMonitorInterval": "container_log_monitor_interval",
+    "kubeAPIQPS": "kube_api_qps", "kubeAPIBurst": "kube_api_burst", "registerNode": "register_node",
+    "registerWithTaints": "register_with_taints",
+    "nodeStatusUpdateFrequency": "node_status_update_frequency",
+    "nodeStatusReportFrequency": "node_status_report_frequency",
+    "nodeLeaseDurationSeconds": "node_lease_duration_seconds",
+    "eventRecordQPS": "event_record_qps", "eventBurst": "event_burst",
 }
 _DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency",
               "eviction_pressure_transition_period", "cpu_cfs_quota_period", "eviction_monitoring_period",
-              "container_log_monitor_interval"}
+              "container_log_monitor_interval", "node_status_update_frequency", "node_status_report_frequency",
+              "authentication_webhook_cache_ttl", "authorization_webhook_cache_authorized_ttl",
+              "authorization_webhook_cache_unauthorized_ttl"}
 _MAPS = {"eviction_hard", "eviction_soft", "eviction_soft_grace_period", "eviction_minimum_reclaim",
          "system_reserved", "kube_reserved"}
 
-def _authentication(path: str, value: Any) -> dict[str, Any]:
-    """The parts of `authentication` nodeagent implements: x509.clientCAFile and
-    anonymous.enabled (webhook comes with the API server)."""
-    allowed = {("x509", "clientCAFile"): "client_ca_file", ("anonymous", "enabled"): "anonymous_auth"}
+_AUTH_FIELDS = {
+    "authentication": {("x509", "clientCAFile"): "client_ca_file", ("anonymous", "enabled"): "anonymous_auth",
+                       ("webhook", "enabled"): "authentication_webhook_enabled",
+                       ("webhook", "cacheTTL"): "authentication_webhook_cache_ttl"},
+    "authorization": {("mode", None): "authorization_mode",
+                      ("webhook", "cacheAuthorizedTTL"): "authorization_webhook_cache_authorized_ttl",
+                      ("webhook", "cacheUnauthorizedTTL"): "authorization_webhook_cache_unauthorized_ttl"},
+}
+
+
+def _auth_section(path: str, top: str, value: Any) -> dict[str, Any]:
+    """The parts of `authentication` / `authorization` nodeagent implements."""
+    allowed = _AUTH_FIELDS[top]
     out: dict[str, Any] = {}
     for section, body in (value or {}).items():
         for key, item in (body or {}).items() if isinstance(body, dict) else [(None, body)]:
             name = allowed.get((section, key))
             if name is None:
-                raise ConfigError(f"--config {path}: authentication.{section}"
+                supported = ", ".join(f"{s}.{k}" if k else s for s, k in allowed)
+                raise ConfigError(f"--config {path}: {top}.{section}"
                                   f"{'.' + key if key else ''} is not supported by nodeagent "
-                                  "(supported: x509.clientCAFile, anonymous.enabled)")
+                                  f"(supported: {supported})")
             out[name] = item
     return out
 
@@ -169,8 +205,8 @@ def load_config_file(path: str) -> dict[str, Any]:
         if name is None:
             raise ConfigError(f"--config {path}: field {key!r} is not supported by nodeagent "
                               f"(supported: {', '.join(sorted(_FILE_FIELDS))})")
-        if name == "authentication":
-            values.update(_authentication(path, value))
+        if name in _AUTH_FIELDS:
+            values.update(_auth_section(path, name, value))
             continue
         values[name] = value
     return values
@@ -190,9 +226,53 @@ def _ip_list(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def parse_taints(text: str) -> list[dict[str, str]]:
+    """--register-with-taints: `key=value:Effect,key:Effect` (kubelet format)."""
+    taints = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        spec, sep, effect = item.rpartition(":")
+        if not sep or effect not in TAINT_EFFECTS:
+            raise ConfigError(f"--register-with-taints: {item!r} must be key[=value]:Effect with Effect one of "
+                              f"{', '.join(TAINT_EFFECTS)}")
+        key, _, value = spec.partition("=")
+        taints.append({"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect})
+    return taints
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """--node-labels: `key=value,key2=value2`."""
+    labels = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--node-labels: {item!r} must be key=value")
+        labels[key] = value
+    return labels
+
+
+def _check_taints(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        raise ConfigError(f"registerWithTaints: expected a list of taints, got {value!r}")
+    out = []
+    for i, taint in enumerate(value):
+        if not isinstance(taint, dict) or not isinstance(taint.get("key"), str) or not taint.get("key"):
+            raise ConfigError(f"registerWithTaints[{i}]: a taint needs a key")
+        if taint.get("effect") not in TAINT_EFFECTS:
+            raise ConfigError(f"registerWithTaints[{i}].effect: must be one of {', '.join(TAINT_EFFECTS)}, "
+                              f"got {taint.get('effect')!r}")
+        out.append({k: str(v) for k, v in taint.items() if k in ("key", "value", "effect")})
+    return out
+
+
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> AgentConfig:
     """Defaults < config file < flags; each value checked for its type."""
     merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    if "node_status_update_frequency" in merged and "node_status_report_frequency" not in merged:
+        # kubelet: with only the update frequency set, status is reported that often
+        merged["node_status_report_frequency"] = merged["node_status_update_frequency"]
     config = AgentConfig()
     types = {f.name: type(getattr(config, f.name)) for f in fields(AgentConfig)}
     for name, value in merged.items():
@@ -208,6 +288,10 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
                 value = dict(value)
         elif name == "cluster_dns":
             value = _ip_list(value)
+        elif name == "register_with_taints":
+            value = _check_taints(value)
+        elif name == "node_labels":
+            value = dict(value)
         elif types[name] is bool and not isinstance(value, bool):
             raise ConfigError(f"{name}: expected true or false, got {value!r}")
         elif types[name] is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -242,6 +326,12 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
     except ValueError:
         raise ConfigError(f"containerLogMaxSize: {config.container_log_max_size!r} is not a positive "
                           "quantity (e.g. 10Mi)") from None
+    if config.authorization_mode not in ("Webhook", "AlwaysAllow"):
+        raise ConfigError(f"authorization.mode: must be Webhook or AlwaysAllow, got {config.authorization_mode!r}")
+    if config.node_lease_duration_seconds <= 0:
+        raise ConfigError(f"nodeLeaseDurationSeconds: must be positive, got {config.node_lease_duration_seconds}")
+    if config.node_status_update_frequency <= 0 or config.node_status_report_frequency <= 0:
+        raise ConfigError("nodeStatusUpdateFrequency and nodeStatusReportFrequency must be positive")
     if config.max_pods < 1:
         raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
     from nodeagent.eviction.thresholds import eviction_config  # imports this module

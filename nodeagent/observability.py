@@ -16,6 +16,7 @@ from nodeagent.logs.rotation import LogRotator
 from nodeagent.metrics import kubelet as metrics
 from nodeagent.metrics.node import NodeCollector
 from nodeagent.metrics.stats import StatsProvider
+from nodeagent.kube.webhookauth import WebhookAuth
 from nodeagent.server.auth import AuthError, Authenticator, load_token_file, server_ssl_context
 from nodeagent.server.local import HealthCheck, SecureListener
 from nodeagent.server.logs import ContainerLogs
@@ -42,8 +43,8 @@ class Observability:
             _node_collector = NodeCollector([config.root_dir, config.pod_logs_dir])
             metrics.REGISTRY.register(_node_collector)
 
-    def secure_listener(self, pods: Callable[[], list[Pod]],
-                        node_ips: Sequence[str]) -> SecureListener | None:
+    def secure_listener(self, pods: Callable[[], list[Pod]], node_ips: Sequence[str],
+                        webhook: WebhookAuth | None = None) -> SecureListener | None:
         """The kubelet API on --port; ConfigError when its TLS/auth files are unusable."""
         config = self.config
         if config.port == 0:
@@ -59,6 +60,11 @@ class Observability:
         except (AuthError, OSError) as exc:
             raise ConfigError(str(exc)) from None
         auth = Authenticator(self.node_name, tokens, anonymous=config.anonymous_auth)
+        if webhook is not None:  # with an API server (kubelet: authentication/authorization webhooks)
+            if config.authentication_webhook_enabled:
+                auth.token_reviewer = webhook.review_token
+            if config.authorization_mode == "Webhook":
+                auth.authorizer = webhook.authorize
         logs = ContainerLogs(pods, self.cri, self.executor)
         return SecureListener(config.port, context, auth.middleware, address=config.address,
                               routes=[logs.add_to])

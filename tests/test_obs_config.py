@@ -38,7 +38,8 @@ def test_file_fields_and_flag_precedence(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("body,message", [
-    ("authentication:\n  webhook:\n    enabled: true\n", "authentication.webhook.enabled is not supported"),
+    ("authentication:\n  webhook:\n    secret: x\n", "authentication.webhook.secret is not supported"),
+    ("authorization:\n  mode: RBAC\n", "authorization.mode: must be Webhook or AlwaysAllow"),
     ("containerLogMaxSize: lots\n", "containerLogMaxSize: 'lots' is not a positive quantity"),
     ("containerLogMaxFiles: 1\n", "containerLogMaxFiles: must be at least 2"),
     ("containerLogMonitorInterval: 1s\n", "containerLogMonitorInterval: must be at least 3s"),

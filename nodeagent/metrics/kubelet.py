@@ -12,6 +12,9 @@ callers:
     (operation_type add/del/check/status).
   * `record_eviction(signal)`: the eviction manager.
   * `set_runtime_counts(counts)`: the relister's running pods/containers.
+  * `observe_rest_request(verb, host, code, seconds)`: a `KubeClient` observer
+    (client-go's rest_client_* families).
+  * `observe_pod_status_sync(seconds)`: one pod status PATCH.
 
 One deviation: Prometheus' client appends `_total` to counters, so the
 kubelet's `kubelet_evictions` is `kubelet_evictions_total` here (promtool
@@ -93,6 +96,22 @@ DEBUG_CALL_DURATION = Histogram(
     "nodeagent_cri_debug_socket_request_duration_seconds",
     "Duration in seconds of calls forwarded by the CRI debug socket (runtime time included).",
     ["method"], buckets=RUNTIME_OP_BUCKETS, registry=REGISTRY)
+
+REST_REQUESTS = Counter(
+    "rest_client_requests",
+    "Number of HTTP requests, partitioned by status code, method, and host.",
+    ["code", "method", "host"], registry=REGISTRY)
+REST_DURATION = Histogram(
+    "rest_client_request_duration_seconds",
+    "Request latency in seconds. Broken down by verb, and host.",
+    ["verb", "host"], buckets=(0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0),
+    registry=REGISTRY)
+POD_STATUS_SYNC = Histogram(
+    "kubelet_pod_status_sync_duration_seconds",
+    "Duration in seconds to sync a pod status update. Measures time from detection of a change to "
+    "pod status until the API is successfully updated for that pod, even if multiple intevening "
+    "changes to pod status occur.",
+    buckets=(0.010, 0.050, 0.100, 0.500, 1, 5, 10, 20, 30, 45, 60), registry=REGISTRY)
 
 # The kubelet's instrumented runtime service names operations in snake case
 # (k/k pkg/kubelet/kuberuntime/instrumented_services.go).
@@ -192,3 +211,13 @@ def set_runtime_counts(provider: Callable[[], tuple[int, dict[str, int]]]) -> No
         REGISTRY.register(_runtime_counts)
     else:
         _runtime_counts.provider = provider
+
+
+def observe_rest_request(verb: str, host: str, code: str, seconds: float) -> None:
+    """A `KubeClient` observer: client-go's request metrics."""
+    REST_REQUESTS.labels(code, verb, host).inc()
+    REST_DURATION.labels(verb, host).observe(seconds)
+
+
+def observe_pod_status_sync(seconds: float) -> None:
+    POD_STATUS_SYNC.observe(seconds)

@@ -51,6 +51,8 @@ class PodManager:
         # Admission beyond maxPods (the eviction manager's, under node pressure).
         self.admit: Callable[[Pod], AdmitResult] | None = None
         self._starting: dict[str, float] = {}  # uid -> when first seen, until it first runs
+        # Told the uid whenever a pod's status changes or its worker ends (API status reporter).
+        self.listeners: list[Callable[[str], None]] = []
         deps.on_status = self._on_status
 
     @property
@@ -71,11 +73,39 @@ class PodManager:
         for uid, pod in wanted.items():
             if uid not in self.pods:
                 self._add(pod)
-            elif self.pods[uid] != pod:  # sources resend unchanged pods; keep those as they are
+            elif self.pods[uid] is not pod and self.pods[uid] != pod:  # sources resend unchanged pods
                 self.pods[uid] = pod
                 if uid in self.workers:
                     self.workers[uid].update(pod)
+            self._honour_deletion(pod)
         self._cgroups_in_use()
+
+    def _honour_deletion(self, pod: Pod) -> None:
+        """A pod the API server is deleting (deletionTimestamp): terminate it
+        with deletionGracePeriodSeconds; the reporter deletes it once stopped."""
+        meta = pod.metadata
+        worker = self.workers.get(meta.uid)
+        if meta.deletion_timestamp is None or worker is None:
+            return
+        grace = meta.deletion_grace_period_seconds
+        if not worker.terminating or (grace is not None and worker.grace_override is not None
+                                      and grace < worker.grace_override):
+            log.info("pod deleted in the API server, terminating", pod=pod.full_name, pod_uid=meta.uid,
+                     grace_seconds=grace)
+            worker.terminate(grace)
+
+    def finished(self, uid: str) -> bool:
+        """The pod is wanted by its source but nothing of it runs any more
+        (terminated and cleaned up, or never started)."""
+        worker = self.workers.get(uid)
+        return uid in self.pods and (worker is None or worker.done.is_set())
+
+    def _tell(self, uid: str) -> None:
+        for listener in self.listeners:
+            try:
+                listener(uid)
+            except Exception as exc:  # a reporter must never break the pod manager
+                log.warning("pod listener failed", pod_uid=uid, error=repr(exc))
 
     def _cgroups_in_use(self) -> None:
         self.deps.cgroups.set_active_pods(w.pod for w in self.workers.values())
@@ -95,6 +125,12 @@ class PodManager:
             log.warning("pod rejected", pod=pod.full_name, reason="OutOfpods")
             return
         known = self.runtime_state(uid) if self.runtime_state is not None else None
+        if pod.status.phase in ("Succeeded", "Failed") and not known:
+            # The API says it finished and nothing of it runs here: never start it again.
+            self.statuses[uid] = pod.status
+            return
+        if pod.metadata.deletion_timestamp is not None and not known:
+            return  # deleted before it ever ran here: nothing to stop
         # A pod already running here (adopted after an agent restart) is not
         # admitted again: refusing it would kill a running workload.
         verdict = self.admit(pod) if self.admit is not None and not known else None
@@ -132,6 +168,7 @@ class PodManager:
             if worker.uid not in self.pods:
                 self.statuses.pop(worker.uid, None)
             self._changes += 1
+            self._tell(worker.uid)
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
@@ -143,6 +180,7 @@ class PodManager:
             self.statuses[uid] = status
             self._changes += 1
             self._note_start(uid, status)
+            self._tell(uid)
 
     def _note_start(self, uid: str, status: PodStatus) -> None:
         """kubelet_pod_start_duration_seconds: first seen -> every container running."""

@@ -168,6 +168,10 @@ class PodWorker:
     def terminating(self) -> bool:
         return self._terminating
 
+    @property
+    def grace_override(self) -> int | None:
+        return self._grace_override
+
     async def run(self) -> None:
         if self._predecessor is not None:  # same static pod name: let the old one go first
             await self._predecessor.done.wait()
@@ -665,6 +669,7 @@ class PodWorker:
         for name in reversed(sidecars):
             remaining = max(0, int(deadline - time.monotonic()))
             await self._stop_containers([c for c in running if c.name == name], remaining)
+        await self._publish_final()
         for s in observed.sandboxes:
             await self._ignore_missing(self.deps.cri.stop_pod_sandbox(s.id))
             await self._ignore_missing(self.deps.cri.remove_pod_sandbox(s.id))
@@ -673,6 +678,18 @@ class PodWorker:
         await self.deps.cgroups.remove_pod(self.pod)
         self._terminated_cleanly = True
         self._log.info("pod removed")
+
+    async def _publish_final(self) -> None:
+        """The terminated pod's last status (kubelet: a pod whose workers
+        finished is terminal: Succeeded when every container exited 0, else
+        Failed). The API reporter sends it before deleting the pod."""
+        observed = await self._observe()
+        if not self.view.terminal_phase:
+            app = [container_status(c, observed, self.view, self.deps.runtime_name)
+                   for c in self.pod.spec.containers]
+            ok = app and all(s.state.terminated is not None and s.state.terminated.exit_code == 0 for s in app)
+            self.view.terminal_phase = SUCCEEDED if ok else FAILED
+        await self._publish(observed)
 
     async def _collect_garbage(self, observed: ObservedPod) -> None:
         """Keep the newest dead instance per container (kubelet

@@ -1,0 +1,222 @@
+"""ConfigMaps, Secrets and service account tokens for pods, from the API
+server (the kubelet's watch-based configmap/secret managers and token
+manager's requests).
+
+Every object a registered pod references gets its own watch (field selector
+metadata.name) for as long as some pod references it; the watch keeps the
+cache current and tells the referencing pods' workers when it changes, so
+mounted volumes follow the object. An object nobody watches yet is read with
+a GET. While the API server is unreachable the cached copy is served; with
+no copy the caller gets ObjectsUnavailable and keeps what is mounted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from nodeagent.api.types import Pod
+from nodeagent.configdata.objects import ConfigMapData, ObjectsUnavailable, SecretData, ServiceAccountToken
+from nodeagent.kube.client import ApiError, KubeClient, Unreachable
+
+log = structlog.get_logger("nodeagent.kube.objects")
+
+Ref = tuple[str, str, str]  # (kind: configmaps|secrets, namespace, name)
+_ABSENT = object()
+
+
+def pod_references(pod: Pod) -> set[Ref]:
+    """The configmaps and secrets a pod's volumes and env refer to."""
+    ns = pod.metadata.namespace
+    refs: set[Ref] = set()
+    for vol in pod.spec.volumes:
+        if vol.config_map is not None and vol.config_map.name:
+            refs.add(("configmaps", ns, vol.config_map.name))
+        if vol.secret is not None and vol.secret.secret_name:
+            refs.add(("secrets", ns, vol.secret.secret_name))
+        projected = getattr(vol, "projected", None)
+        for source in getattr(projected, "sources", None) or []:
+            if getattr(source, "config_map", None) is not None and source.config_map.name:
+                refs.add(("configmaps", ns, source.config_map.name))
+            if getattr(source, "secret", None) is not None and source.secret.name:
+                refs.add(("secrets", ns, source.secret.name))
+    for c in [*pod.spec.init_containers, *pod.spec.containers]:
+        for env in c.env:
+            src = env.value_from
+            if src is not None and src.config_map_key_ref is not None:
+                refs.add(("configmaps", ns, src.config_map_key_ref.name))
+            if src is not None and src.secret_key_ref is not None:
+                refs.add(("secrets", ns, src.secret_key_ref.name))
+        for env_from in c.env_from:
+            if env_from.config_map_ref is not None:
+                refs.add(("configmaps", ns, env_from.config_map_ref.name))
+            if env_from.secret_ref is not None:
+                refs.add(("secrets", ns, env_from.secret_ref.name))
+    return refs
+
+
+def _path(ref: Ref, name: bool = True) -> str:
+    kind, ns, obj = ref
+    return f"/api/v1/namespaces/{ns}/{kind}" + (f"/{obj}" if name else "")
+
+
+def _b64(values: dict[str, Any] | None, ref: Ref) -> dict[str, bytes]:
+    out = {}
+    for key, value in (values or {}).items():
+        try:
+            out[key] = base64.b64decode(value or "", validate=True)
+        except (binascii.Error, ValueError):
+            log.warning("undecodable data key skipped", object=f"{ref[1]}/{ref[2]}", key=key)
+    return out
+
+
+def _typed(ref: Ref, obj: dict[str, Any]) -> ConfigMapData | SecretData:
+    rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    if ref[0] == "configmaps":
+        return ConfigMapData(data=dict(obj.get("data") or {}), binary_data=_b64(obj.get("binaryData"), ref),
+                             resource_version=rv)
+    return SecretData(data=_b64(obj.get("data"), ref), type=str(obj.get("type") or "Opaque"), resource_version=rv)
+
+
+class _Watched:
+    def __init__(self) -> None:
+        self.value: Any = _ABSENT  # _ABSENT: not known; None: does not exist
+        self.synced = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
+class ApiConfigObjects:
+    def __init__(self, client: KubeClient, *, watch_timeout: int = 300) -> None:
+        self.client = client
+        self.watch_timeout = watch_timeout
+        self._pods: dict[str, tuple[set[Ref], Callable[[], None]]] = {}
+        self._watched: dict[Ref, _Watched] = {}
+        self._fetched: dict[Ref, Any] = {}  # GET results for objects not (yet) watched
+
+    # -- the ConfigObjects protocol ----------------------------------------------------
+
+    async def config_map(self, namespace: str, name: str) -> ConfigMapData | None:
+        return await self._get(("configmaps", namespace, name))
+
+    async def secret(self, namespace: str, name: str) -> SecretData | None:
+        return await self._get(("secrets", namespace, name))
+
+    async def service_account_token(self, namespace: str, service_account: str, *, pod_name: str, pod_uid: str,
+                                    audiences: tuple[str, ...], expiration_seconds: int) -> ServiceAccountToken:
+        spec: dict[str, Any] = {"expirationSeconds": expiration_seconds,
+                                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod_name,
+                                                   "uid": pod_uid}}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        try:
+            result = await self.client.create(
+                f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token", body)
+        except Unreachable as exc:
+            raise ObjectsUnavailable(str(exc)) from None
+        status = result.get("status") or {}
+        expires = status.get("expirationTimestamp") or ""
+        try:
+            expiration = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            expiration = time.time() + expiration_seconds
+        return ServiceAccountToken(token=str(status.get("token") or ""), expiration=expiration)
+
+    def register_pod(self, pod: Pod, on_change: Callable[[], None]) -> None:
+        refs = pod_references(pod)
+        self._pods[pod.metadata.uid] = (refs, on_change)
+        for ref in refs:
+            self._watch(ref)
+        self._release_unused()
+
+    def unregister_pod(self, pod_uid: str) -> None:
+        self._pods.pop(pod_uid, None)
+        self._release_unused()
+
+    # -- cache and watches ---------------------------------------------------------------
+
+    async def _get(self, ref: Ref) -> Any:
+        watched = self._watched.get(ref)
+        if watched is not None and watched.value is not _ABSENT:
+            return watched.value
+        try:
+            obj = await self.client.get(_path(ref))
+            value = _typed(ref, obj)
+        except ApiError as exc:
+            if not exc.not_found:
+                raise ObjectsUnavailable(f"{ref[0][:-1]} {ref[1]}/{ref[2]}: {exc}") from None
+            value = None
+        except Unreachable as exc:
+            cached = self._fetched.get(ref, _ABSENT)
+            if cached is not _ABSENT:
+                return cached
+            raise ObjectsUnavailable(str(exc)) from None
+        self._fetched[ref] = value
+        return value
+
+    def _watch(self, ref: Ref) -> None:
+        if ref in self._watched:
+            return
+        watched = self._watched[ref] = _Watched()
+        watched.task = asyncio.ensure_future(self._follow(ref, watched))
+
+    def _release_unused(self) -> None:
+        used = {ref for refs, _ in self._pods.values() for ref in refs}
+        for ref in list(self._watched):
+            if ref not in used:
+                task = self._watched.pop(ref).task
+                if task is not None:
+                    task.cancel()
+                self._fetched.pop(ref, None)
+
+    def _changed(self, ref: Ref) -> None:
+        for refs, on_change in list(self._pods.values()):
+            if ref in refs:
+                try:
+                    on_change()
+                except Exception as exc:  # a worker's wake must not stop the watch
+                    log.warning("config object listener failed", error=repr(exc))
+
+    def _set(self, ref: Ref, watched: _Watched, value: Any) -> None:
+        old = watched.value
+        watched.value = value
+        self._fetched[ref] = value
+        if old is not _ABSENT and old != value:
+            self._changed(ref)
+
+    async def _follow(self, ref: Ref, watched: _Watched) -> None:
+        delay = 0.5
+        params = {"fieldSelector": f"metadata.name={ref[2]}"}
+        while True:
+            try:
+                listed = await self.client.get(_path(ref, name=False), params)
+                items = listed.get("items") or []
+                self._set(ref, watched, _typed(ref, items[0]) if items else None)
+                watched.synced.set()
+                rv = (listed.get("metadata") or {}).get("resourceVersion")
+                while True:
+                    async for event in self.client.watch(_path(ref, name=False), dict(params, resourceVersion=rv),
+                                                         timeout_seconds=self.watch_timeout):
+                        rv = (event.object.get("metadata") or {}).get("resourceVersion") or rv
+                        if event.type in ("ADDED", "MODIFIED"):
+                            self._set(ref, watched, _typed(ref, event.object))
+                        elif event.type == "DELETED":
+                            self._set(ref, watched, None)
+                    delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except (ApiError, Unreachable) as exc:
+                log.debug("config object watch failed; retrying", object=f"{ref[1]}/{ref[2]}", error=str(exc))
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 30.0)
+
+    def watched(self) -> Iterator[Ref]:
+        return iter(self._watched)

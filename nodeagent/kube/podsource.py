@@ -1,0 +1,196 @@
+"""Pods bound to this node, from the API server: list, then watch from the
+list's resourceVersion (with bookmarks), resuming from the last version seen
+after a dropped stream and relisting after 410 Gone. Running pods are never
+touched by a relist or an outage: the desired set only changes when the API
+server says a pod changed.
+
+Like the kubelet's config source, only semantic changes (spec, labels,
+annotations, deletion) reach the pod manager; the status writes the agent
+itself causes come back as MODIFIED events and must not resync the pod.
+Mirror pods (kubernetes.io/config.mirror) are the API's copies of static
+pods: they are tracked for the mirror reconciler, never run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from nodeagent.api.codec import DecodeError, decode_with_warnings
+from nodeagent.api.defaults import apply_defaults
+from nodeagent.api.types import Pod
+from nodeagent.events import WARNING, record_event
+from nodeagent.kube.client import ApiError, KubeClient, Unreachable, describe
+
+log = structlog.get_logger("nodeagent.kube.pods")
+
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+SOURCE_ANNOTATION = "kubernetes.io/config.source"
+API_SOURCE = "api"
+RETRY_MIN, RETRY_MAX = 0.5, 30.0
+
+
+def _semantic(obj: dict[str, Any]) -> tuple[Any, ...]:
+    """What the kubelet's podsDifferSemantically compares (not status, not resourceVersion)."""
+    meta = obj.get("metadata") or {}
+    return (obj.get("spec"), meta.get("labels"), meta.get("annotations"), meta.get("deletionTimestamp"),
+            meta.get("deletionGracePeriodSeconds"), meta.get("ownerReferences"))
+
+
+def is_mirror(obj: dict[str, Any]) -> bool:
+    return MIRROR_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
+
+
+class ApiPodSource:
+    def __init__(self, client: KubeClient, node_name: str, on_pods: Callable[[list[Pod]], None],
+                 *, on_change: Callable[[str], None] | None = None, watch_timeout: int = 300) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.on_pods = on_pods
+        self.on_change = on_change  # uid of an API object that changed (status reporter, mirrors)
+        self.watch_timeout = watch_timeout
+        self.objects: dict[str, dict[str, Any]] = {}   # uid -> latest API object (pods and mirrors)
+        self.pods: dict[str, Pod] = {}                  # uid -> typed pod handed to the manager
+        self._semantic: dict[str, tuple[Any, ...]] = {}
+        self.resource_version = ""
+        self.synced = asyncio.Event()  # the first list arrived
+        self.relists = 0
+        self.connected = False
+        self.last_error = ""
+        self._refused: set[tuple[str, str]] = set()  # (uid, resourceVersion) already reported undecodable
+
+    @property
+    def path(self) -> str:
+        return "/api/v1/pods"
+
+    def _params(self) -> dict[str, str]:
+        return {"fieldSelector": f"spec.nodeName={self.node_name}"}
+
+    def api_object(self, uid: str) -> dict[str, Any] | None:
+        return self.objects.get(uid)
+
+    def mirror_pods(self) -> list[dict[str, Any]]:
+        return [o for o in self.objects.values() if is_mirror(o)]
+
+    async def run(self) -> None:
+        delay = RETRY_MIN
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._list()
+                    need_list = False
+                await self._watch()
+                delay = RETRY_MIN  # a stream that ended cleanly: watch again at once
+                continue
+            except ApiError as exc:
+                if exc.gone:
+                    log.info("watch resourceVersion too old; relisting pods (running pods are kept)",
+                             resource_version=self.resource_version)
+                    need_list = True
+                    continue
+                self._failed(exc)
+            except Unreachable as exc:
+                self._failed(exc)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(RETRY_MAX, delay * 2)
+
+    def _failed(self, exc: Exception) -> None:
+        message = describe(exc)
+        if self.connected or message != self.last_error:
+            (log.error if isinstance(exc, ApiError) and exc.denied else log.warning)(
+                "cannot list/watch pods; running pods are kept", error=message)
+        self.connected = False
+        self.last_error = message
+
+    async def _list(self) -> None:
+        body = await self.client.get(self.path, self._params())
+        self.relists += 1
+        items = body.get("items") or []
+        self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        fresh = {}
+        for item in items:
+            item.setdefault("apiVersion", "v1")
+            item.setdefault("kind", "Pod")
+            uid = (item.get("metadata") or {}).get("uid")
+            if uid:
+                fresh[uid] = item
+        gone = set(self.objects) - set(fresh)
+        self.objects = fresh
+        for uid in gone:
+            self._notify(uid)
+        for uid in fresh:
+            self._notify(uid)
+        self.connected, self.last_error = True, ""
+        self._publish()
+        self.synced.set()
+
+    async def _watch(self) -> None:
+        params = dict(self._params(), resourceVersion=self.resource_version)
+        async for event in self.client.watch(self.path, params, timeout_seconds=self.watch_timeout):
+            self.connected, self.last_error = True, ""
+            meta = event.object.get("metadata") or {}
+            rv = str(meta.get("resourceVersion") or "")
+            if event.type == "BOOKMARK":
+                self.resource_version = rv or self.resource_version
+                continue
+            uid = meta.get("uid")
+            if rv:
+                self.resource_version = rv
+            if not uid:
+                continue
+            if event.type == "DELETED":
+                self.objects.pop(uid, None)
+            else:
+                self.objects[uid] = event.object
+            self._notify(uid)
+            self._publish()
+
+    def _notify(self, uid: str) -> None:
+        if self.on_change is not None:
+            self.on_change(uid)
+
+    def _publish(self) -> None:
+        """Hand the manager the pods to run; unchanged pods keep their object."""
+        pods: dict[str, Pod] = {}
+        for uid, obj in self.objects.items():
+            if is_mirror(obj):
+                continue
+            key = _semantic(obj)
+            current = self.pods.get(uid)
+            if current is not None and self._semantic.get(uid) == key:
+                pods[uid] = current
+                continue
+            pod = self._decode(obj)
+            if pod is None:
+                if current is not None:
+                    pods[uid] = current  # keep running what was accepted before
+                continue
+            pods[uid] = pod
+            self._semantic[uid] = key
+        for uid in set(self._semantic) - set(pods):
+            del self._semantic[uid]
+        self.pods = pods
+        self.on_pods(list(pods.values()))
+
+    def _decode(self, obj: dict[str, Any]) -> Pod | None:
+        meta = obj.get("metadata") or {}
+        try:
+            pod, _warnings = decode_with_warnings(Pod, obj)
+        except DecodeError as exc:
+            key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+            if key not in self._refused:
+                self._refused.add(key)
+                name = f"{meta.get('namespace')}/{meta.get('name')}"
+                log.error("pod from the API server cannot be run", pod=name, pod_uid=key[0], error=str(exc))
+                record_event(namespace=str(meta.get("namespace") or ""), pod=str(meta.get("name") or ""),
+                             pod_uid=key[0], type=WARNING, reason="FailedCreate",
+                             message=f"nodeagent cannot read this pod: {exc}")
+            return None
+        apply_defaults(pod)  # the API server defaulted it already; fills what older servers omit
+        pod.metadata.annotations.setdefault(SOURCE_ANNOTATION, API_SOURCE)
+        return pod
