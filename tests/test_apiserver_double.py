@@ -6,10 +6,12 @@ import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.apiserver import APIServerDouble, ApiStatusError
 
@@ -23,6 +25,7 @@ class Client:
     """A bare HTTPS client for the double: status, JSON body, headers."""
 
     def __init__(self, srv: APIServerDouble, token: str | None = "admin-token", cert: tuple[str, str] | None = None):
+        self.srv = srv
         ctx = ssl.create_default_context(cafile=str(srv.ca_file))
         if cert:
             ctx.load_cert_chain(*cert)
@@ -418,3 +421,310 @@ async def test_watch_compaction_410(apiserver: APIServerDouble, client: Client) 
     st, body, _ = await client.req("GET", PODS, params={"resourceVersion": now["metadata"]["resourceVersion"],
                                                         "resourceVersionMatch": "Exact"})
     assert st == 200 and len(body["items"]) == 1
+
+
+# ---- selectors and paging ----------------------------------------------------------------------
+
+async def test_field_and_label_selectors(client: Client) -> None:
+    await client.req("POST", PODS, {**pod("p1", nodeName="node1"), "metadata": {"name": "p1",
+                                                                               "labels": {"app": "a", "tier": "fe"}}})
+    await client.req("POST", PODS, {**pod("p2", nodeName="node2", restartPolicy="Never"),
+                                    "metadata": {"name": "p2", "labels": {"app": "b"}}})
+    await client.req("POST", PODS, {**pod("p3"), "metadata": {"name": "p3"}})
+
+    async def names(**params: str) -> list[str]:
+        st, body, _ = await client.req("GET", "/api/v1/pods", params=params)
+        assert st == 200, body
+        return [p["metadata"]["name"] for p in body["items"]]
+
+    assert await names(fieldSelector="spec.nodeName=node1") == ["p1"]
+    assert await names(fieldSelector="spec.nodeName!=node1,metadata.namespace==default") == ["p2", "p3"]
+    assert await names(fieldSelector="spec.nodeName=") == ["p3"]
+    assert await names(fieldSelector="spec.restartPolicy=Never,status.phase=Pending") == ["p2"]
+    assert await names(fieldSelector="spec.host=node2") == ["p2"]  # the old alias of spec.nodeName
+    assert await names(labelSelector="app") == ["p1", "p2"]
+    assert await names(labelSelector="!app") == ["p3"]
+    assert await names(labelSelector="app in (a, b),tier notin (fe)") == ["p2"]
+    assert await names(labelSelector="app==a") == ["p1"]
+    assert await names(labelSelector="app!=a") == ["p2", "p3"]
+    st, body, _ = await client.req("GET", PODS, params={"fieldSelector": "spec.containers=x"})
+    assert_status(body, 400, "BadRequest", "field label not supported: spec.containers")
+    st, body, _ = await client.req("GET", "/api/v1/namespaces/default/configmaps",
+                                   params={"fieldSelector": "data.x=1"})
+    assert_status(body, 400, "BadRequest", '"data.x" is not a known field selector: only "metadata.name", '
+                  '"metadata.namespace"')
+    st, body, _ = await client.req("GET", PODS, params={"labelSelector": "app in (a"})
+    assert st == 400 and body["reason"] == "BadRequest"
+    st, body, _ = await client.req("GET", "/api/v1/nodes", params={"fieldSelector": "spec.unschedulable=false"})
+    assert st == 200
+    st, body, _ = await client.req("GET", "/api/v1/events", params={
+        "fieldSelector": "involvedObject.kind=Pod,involvedObject.name=p1,involvedObject.namespace=default,"
+                         "involvedObject.uid=x,involvedObject.fieldPath=y,reason=Started,source=kubelet,type=Normal"})
+    assert st == 200 and body["kind"] == "EventList"
+
+
+async def test_list_paging(apiserver: APIServerDouble, client: Client) -> None:
+    for i in range(5):
+        await client.req("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": f"cm{i}"}})
+    base = "/api/v1/namespaces/default/configmaps"
+    st, page1, _ = await client.req("GET", base, params={"limit": "2"})
+    assert [c["metadata"]["name"] for c in page1["items"]] == ["cm0", "cm1"]
+    assert page1["metadata"]["remainingItemCount"] == 4  # cm2..cm4 and kube-root-ca.crt
+    rv = page1["metadata"]["resourceVersion"]
+    # a change between pages does not show: the pages are one snapshot
+    await client.req("POST", base, {"metadata": {"name": "cm22"}})
+    st, page2, _ = await client.req("GET", base, params={"limit": "2", "continue": page1["metadata"]["continue"]})
+    assert [c["metadata"]["name"] for c in page2["items"]] == ["cm2", "cm3"]
+    assert page2["metadata"]["resourceVersion"] == rv
+    st, page3, _ = await client.req("GET", base, params={"limit": "2", "continue": page2["metadata"]["continue"]})
+    assert [c["metadata"]["name"] for c in page3["items"]] == ["cm4", "kube-root-ca.crt"]
+    assert "continue" not in page3["metadata"]
+    # resourceVersion=0 is served from the cache: the limit is ignored
+    st, full, _ = await client.req("GET", base, params={"limit": "2", "resourceVersion": "0"})
+    assert len(full["items"]) == 7 and "continue" not in full["metadata"]
+    st, body, _ = await client.req("GET", base, params={"resourceVersionMatch": "Exact"})
+    assert_status(body, 422, "Invalid")
+    # a continue token older than the compaction point is 410
+    apiserver.compact()
+    st, body, _ = await client.req("GET", base, params={"limit": "2", "continue": page1["metadata"]["continue"]})
+    assert_status(body, 410, "Expired")
+    assert body["message"].startswith("The provided continue parameter is too old")
+
+
+# ---- pods: graceful deletion -------------------------------------------------------------------
+
+async def test_graceful_pod_deletion(client: Client) -> None:
+    st, created, _ = await client.req("POST", PODS, pod("g", nodeName="node1"))
+    uid = created["metadata"]["uid"]
+    w = await client.watch(PODS, {"resourceVersion": created["metadata"]["resourceVersion"]})
+    st, body, _ = await client.req("DELETE", f"{PODS}/g")
+    assert st == 200 and body["metadata"]["deletionGracePeriodSeconds"] == 30 and body["metadata"]["deletionTimestamp"]
+    ev = await next_event(w)
+    assert ev["type"] == "MODIFIED" and ev["object"]["metadata"]["deletionGracePeriodSeconds"] == 30
+    # a longer grace period does not extend it; a shorter one shortens it
+    st, body, _ = await client.req("DELETE", f"{PODS}/g", params={"gracePeriodSeconds": "60"})
+    assert st == 200 and body["metadata"]["deletionGracePeriodSeconds"] == 30
+    st, body, _ = await client.req("DELETE", f"{PODS}/g", {"gracePeriodSeconds": 10})
+    assert body["metadata"]["deletionGracePeriodSeconds"] == 10
+    ev = await next_event(w)
+    assert ev["type"] == "MODIFIED" and ev["object"]["metadata"]["deletionGracePeriodSeconds"] == 10
+    # the status can still be written while terminating; spec stays
+    st, body, _ = await client.req("PATCH", f"{PODS}/g/status", {"status": {"phase": "Succeeded"}}, ctype=SMP)
+    assert st == 200 and body["metadata"]["deletionTimestamp"]
+    assert (await next_event(w))["type"] == "MODIFIED"
+    # the final delete (grace 0, uid precondition) removes it
+    st, body, _ = await client.req("DELETE", f"{PODS}/g", {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
+    assert st == 200
+    types = [(await next_event(w))["type"], (await next_event(w))["type"]]
+    assert types == ["MODIFIED", "DELETED"]
+    st, body, _ = await client.req("GET", f"{PODS}/g")
+    assert st == 404
+    # an unscheduled pod goes at once
+    await client.req("POST", PODS, pod("u"))
+    st, body, _ = await client.req("DELETE", f"{PODS}/u")
+    assert st == 200 and body["metadata"]["deletionGracePeriodSeconds"] == 0
+    st, _, _ = await client.req("GET", f"{PODS}/u")
+    assert st == 404
+    w.close()
+
+
+async def test_finalizers_hold_deletion(client: Client) -> None:
+    base = "/api/v1/namespaces/default/configmaps"
+    await client.req("POST", base, {"metadata": {"name": "f", "finalizers": ["example.com/hold"]}})
+    st, body, _ = await client.req("DELETE", f"{base}/f")
+    assert st == 200 and body["metadata"]["deletionTimestamp"] and body["metadata"]["deletionGracePeriodSeconds"] == 0
+    st, body, _ = await client.req("PATCH", f"{base}/f", {"metadata": {"finalizers": None}}, ctype=MERGE)
+    assert st == 200
+    st, _, _ = await client.req("GET", f"{base}/f")
+    assert st == 404
+
+
+# ---- authentication, authorization, tokens ----------------------------------------------------
+
+async def test_unauthenticated_and_forbidden(apiserver: APIServerDouble, client: Client, tmp_path: Path) -> None:
+    for token in (None, "wrong"):
+        anon = Client(apiserver, token=token)
+        st, body, _ = await anon.req("GET", PODS)
+        await anon.close()
+        assert (st, body) == (401, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                    "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
+    apiserver.deny("system:nodes", "get", "pods")
+    apiserver.deny("system:node:node1", "update", "leases")
+    apiserver.deny("admin", "patch", "nodes", "status")
+    cfg = yaml.safe_load(apiserver.kubeconfig(tmp_path / "kc").read_text())
+    assert cfg["current-context"] == "double" and cfg["clusters"][0]["cluster"]["server"] == apiserver.url
+    node = Client(apiserver, token=cfg["users"][0]["user"]["token"])
+    st, body, _ = await node.req("GET", f"{PODS}/x")
+    assert_status(body, 403, "Forbidden", 'pods "x" is forbidden: User "system:node:node1" cannot get resource '
+                  '"pods" in API group "" in the namespace "default"')
+    assert body["details"] == {"name": "x", "kind": "pods"}
+    st, body, _ = await node.req("PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node1", {})
+    assert_status(body, 403, "Forbidden", 'leases.coordination.k8s.io "node1" is forbidden: User "system:node:node1" '
+                  'cannot update resource "leases" in API group "coordination.k8s.io" in the namespace '
+                  '"kube-node-lease"')
+    st, body, _ = await node.req("GET", PODS)  # list is not denied
+    assert st == 200
+    await node.close()
+    st, body, _ = await client.req("PATCH", "/api/v1/nodes/n1/status", {}, ctype=MERGE)
+    assert body["message"] == ('nodes "n1" is forbidden: User "admin" cannot patch resource "nodes/status" in API '
+                               'group "" at the cluster scope')
+    # client certificates: CN is the user, O the groups
+    cert_cfg = yaml.safe_load(apiserver.kubeconfig(tmp_path / "kc-cert", user="system:node:node2",
+                                                   groups=("system:nodes",), auth="cert").read_text())
+    u = cert_cfg["users"][0]["user"]
+    viacert = Client(apiserver, token=None, cert=(u["client-certificate"], u["client-key"]))
+    st, body, _ = await viacert.req("GET", f"{PODS}/x")
+    assert st == 403 and 'User "system:node:node2"' in body["message"]  # denied through the system:nodes group
+    await viacert.close()
+    apiserver.allow_all()
+    st, body, _ = await client.req("PATCH", "/api/v1/nodes/n1/status", {}, ctype=MERGE)
+    assert st == 404
+    users = {r.user for r in apiserver.requests}
+    assert {"admin", "system:node:node1", "system:node:node2", ""} <= users
+    rec = [r for r in apiserver.requests if r.method == "PATCH"][-1]
+    assert rec.path == "/api/v1/nodes/n1/status" and rec.status == 404 and rec.content_type == MERGE
+
+
+async def test_token_request_and_review(client: Client) -> None:
+    sa_path = "/api/v1/namespaces/default/serviceaccounts/default/token"
+    st, body, _ = await client.req("POST", sa_path, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                                     "spec": {"expirationSeconds": 60}})
+    assert_status(body, 422, "Invalid", 'TokenRequest.authentication.k8s.io "default" is invalid: '
+                  'spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes')
+    st, body, _ = await client.req("POST", sa_path, {"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1",
+                                                                                  "name": "ghost"}}})
+    assert_status(body, 404, "NotFound", 'pods "ghost" not found')
+    st, p, _ = await client.req("POST", PODS, pod("tp", nodeName="node1"))
+    st, tr, _ = await client.req("POST", sa_path, {"spec": {"audiences": ["api", "vault"], "expirationSeconds": 3607,
+                                                            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1",
+                                                                               "name": "tp",
+                                                                               "uid": p["metadata"]["uid"]}}})
+    assert st == 201 and tr["kind"] == "TokenRequest" and tr["status"]["expirationTimestamp"].endswith("Z")
+    token = tr["status"]["token"]
+    assert token.count(".") == 2
+    review = "/apis/authentication.k8s.io/v1/tokenreviews"
+    st, rv, _ = await client.req("POST", review, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                                  "spec": {"token": token, "audiences": ["vault"]}})
+    assert st == 201 and rv["status"]["authenticated"] is True and rv["status"]["audiences"] == ["vault"]
+    user = rv["status"]["user"]
+    assert user["username"] == "system:serviceaccount:default:default"
+    assert user["groups"] == ["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"]
+    assert user["extra"]["authentication.kubernetes.io/pod-name"] == ["tp"]
+    st, rv, _ = await client.req("POST", review, {"spec": {"token": token, "audiences": ["other"]}})
+    assert "authenticated" not in rv["status"] and rv["status"]["error"]
+    st, rv, _ = await client.req("POST", review, {"spec": {"token": "admin-token"}})
+    assert rv["status"]["user"]["username"] == "admin"
+    st, body, _ = await client.req("POST", review, {"spec": {}})
+    assert_status(body, 400, "BadRequest", "token is required for TokenReview in authentication")
+    # the token authenticates requests until its pod is gone
+    sa = Client(client.srv, token=token)
+    st, _, _ = await sa.req("GET", PODS)
+    assert st == 200
+    await client.req("DELETE", f"{PODS}/tp", {"gracePeriodSeconds": 0})
+    st, _, _ = await sa.req("GET", PODS)
+    assert st == 401
+    await sa.close()
+
+
+async def test_subject_access_review(apiserver: APIServerDouble, client: Client) -> None:
+    apiserver.deny("system:nodes", "delete", "pods")
+    sar = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+    ask = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+           "spec": {"user": "system:node:n", "groups": ["system:nodes"],
+                    "resourceAttributes": {"namespace": "default", "verb": "delete", "resource": "pods"}}}
+    st, body, _ = await client.req("POST", sar, ask)
+    assert st == 201 and body["status"] == {"allowed": False}
+    ask["spec"]["resourceAttributes"]["verb"] = "get"
+    st, body, _ = await client.req("POST", sar, ask)
+    assert body["status"] == {"allowed": True}
+    st, body, _ = await client.req("POST", sar, {"spec": {"user": "x"}})
+    assert st == 422 and body["details"]["causes"][0]["field"] == "spec.resourceAttributes"
+
+
+# ---- outage, field validation, other kinds, discovery ------------------------------------------
+
+async def test_pause_resume(apiserver: APIServerDouble, client: Client) -> None:
+    await client.req("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "kept"}})
+    w = await client.watch(PODS, {})
+    port = apiserver.port
+    apiserver.pause()
+    with pytest.raises(aiohttp.ClientPayloadError):  # the open watch ended abruptly, mid chunked stream
+        await asyncio.wait_for(w.content.read(), 5)
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await client.req("GET", PODS)
+    apiserver.resume()
+    assert apiserver.port == port
+    st, body, _ = await client.req("GET", "/api/v1/namespaces/default/configmaps/kept")
+    assert st == 200
+    w.close()
+
+
+async def test_field_validation(client: Client) -> None:
+    body = pod("fv")
+    body["spec"]["bogus"] = 1
+    body["spec"]["containers"][0]["imagePulPolicy"] = "Never"
+    st, out, headers = await client.req("POST", PODS, body, params={"fieldValidation": "Strict"})
+    assert_status(out, 400, "BadRequest", 'Pod in version "v1" cannot be handled as a Pod: strict decoding error: '
+                  'unknown field "spec.containers[0].imagePulPolicy", unknown field "spec.bogus"')
+    st, out, headers = await client.req("POST", PODS, body)
+    assert st == 201 and "bogus" not in out["spec"]
+    assert headers.getall("Warning") == ['299 - "unknown field \\"spec.containers[0].imagePulPolicy\\""',
+                                         '299 - "unknown field \\"spec.bogus\\""']
+    st, out, headers = await client.req("PATCH", f"{PODS}/fv", {"metadata": {"extra": 1}}, ctype=MERGE,
+                                        params={"fieldValidation": "Strict"})
+    assert st == 400 and "unknown field \"metadata.extra\"" in out["message"]
+
+
+async def test_node_lease_event_validation(client: Client) -> None:
+    st, body, _ = await client.req("POST", "/api/v1/nodes", {"metadata": {"name": "n1"}, "spec": {"taints": [
+        {"key": "k", "effect": "Sometimes"}]}, "status": {"capacity": {"cpu": "-1"}}})
+    assert st == 422
+    # allocatable is defaulted from capacity, so it is invalid too
+    assert {c["field"] for c in body["details"]["causes"]} == {"spec.taints[0].effect", "status.capacity[cpu]",
+                                                                "status.allocatable[cpu]"}
+    st, body, _ = await client.req("POST", "/api/v1/nodes", {"metadata": {"name": "n1"},
+                                                             "status": {"capacity": {"memory": "4 GB"}}})
+    assert st == 400 and "quantities must match" in body["message"]
+    leases = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+    st, body, _ = await client.req("POST", leases, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                                    "metadata": {"name": "n1"},
+                                                    "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 0}})
+    assert_status(body, 422, "Invalid", 'Lease.coordination.k8s.io "n1" is invalid: spec.leaseDurationSeconds: '
+                  'Invalid value: 0: must be greater than 0')
+    assert body["details"]["group"] == "coordination.k8s.io"
+    st, lease, _ = await client.req("POST", leases, {"metadata": {"name": "n1"}, "spec": {
+        "holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": "2024-05-01T10:00:00.123456789Z"}})
+    assert st == 201 and lease["spec"]["renewTime"] == "2024-05-01T10:00:00.123456Z"
+    st, body, _ = await client.req("PUT", f"{leases}/n1", {**lease, "spec": {**lease["spec"],
+                                                                             "renewTime": "yesterday"}})
+    assert st == 400
+    events = "/api/v1/namespaces/default/events"
+    ev = {"metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "namespace": "other", "name": "p"},
+          "reason": "Started", "type": "Normal", "count": 1, "source": {"component": "kubelet"}}
+    st, body, _ = await client.req("POST", events, ev)
+    assert st == 422 and body["details"]["causes"][0] == {
+        "reason": "FieldValueInvalid", "message": 'Invalid value: "other": does not match event.namespace',
+        "field": "involvedObject.namespace"}
+    ev["involvedObject"]["namespace"] = "default"
+    st, body, _ = await client.req("POST", events, ev)
+    assert st == 201
+    st, body, _ = await client.req("GET", events, params={"fieldSelector": "involvedObject.name=p,reason=Started"})
+    assert [e["metadata"]["name"] for e in body["items"]] == ["e1"]
+
+
+async def test_discovery(client: Client) -> None:
+    st, body, _ = await client.req("GET", "/api")
+    assert body["kind"] == "APIVersions" and body["versions"] == ["v1"]
+    st, body, _ = await client.req("GET", "/api/v1")
+    names = {r["name"]: r for r in body["resources"]}
+    assert {"pods", "pods/status", "nodes", "nodes/status", "serviceaccounts/token", "events"} <= set(names)
+    assert names["pods"]["namespaced"] and "watch" in names["pods"]["verbs"]
+    st, body, _ = await client.req("GET", "/apis")
+    assert {g["name"] for g in body["groups"]} == {"coordination.k8s.io", "authentication.k8s.io",
+                                                   "authorization.k8s.io"}
+    st, body, _ = await client.req("GET", "/apis/coordination.k8s.io/v1")
+    assert body["resources"][0]["name"] == "leases" and body["resources"][0]["kind"] == "Lease"
+    st, body, _ = await client.req("GET", "/version")
+    assert body["major"] == "1"
+    st, body, _ = await client.req("GET", "/healthz")
+    assert (st, body) == (200, "ok")

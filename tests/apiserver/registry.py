@@ -465,6 +465,7 @@ class Registry:
             status_code = 202
         # rest.BeforeDelete
         graceful = pending = False
+        period = 0
         if meta.get("deletionTimestamp"):
             dgps = meta.get("deletionGracePeriodSeconds")
             if dgps:
@@ -472,7 +473,7 @@ class Registry:
                     ts = strategy.parse_time(meta["deletionTimestamp"]) - datetime.timedelta(seconds=dgps) + \
                         datetime.timedelta(seconds=grace)
                     meta["deletionTimestamp"] = strategy.fmt_time(ts)
-                    meta["deletionGracePeriodSeconds"] = grace
+                    meta["deletionGracePeriodSeconds"] = period = grace
                     graceful = True
                 else:
                     pending = True
@@ -490,29 +491,50 @@ class Registry:
             meta["deletionGracePeriodSeconds"] = period
             if meta.get("generation", 0) > 0:
                 meta["generation"] += 1
-            graceful = period > 0
+            graceful = True
         if pending:
             return self._deleted_result(rt, existing), status_code
         finalizers = list(meta.get("finalizers") or [])
-        if options.get("propagationPolicy") == "Orphan" or options.get("orphanDependents") is True:
-            if "orphan" not in finalizers:
-                finalizers.append("orphan")
-        if finalizers != (meta.get("finalizers") or []):
+        policy = options.get("propagationPolicy")
+        extra = "orphan" if policy == "Orphan" or options.get("orphanDependents") is True else \
+            "foregroundDeletion" if policy == "Foreground" else ""
+        if extra and extra not in finalizers:
+            finalizers.append(extra)
             meta["finalizers"] = finalizers
         if graceful or finalizers:
-            if not meta.get("deletionTimestamp"):
+            # updateForGracefulDeletionAndFinalizers: the object is written with its deletion timestamp first
+            if not graceful:
                 meta["deletionTimestamp"] = strategy.fmt_time(strategy.now())
                 meta["deletionGracePeriodSeconds"] = 0
             if dry_run:
                 return existing, status_code
             out = self.store.put(key, existing)
-            return out, status_code
+            if finalizers or period > 0:
+                return out, status_code
         if dry_run:
             return self._deleted_result(rt, existing), 200
         last = self.store.remove(key)
         if rt.kind == "Namespace":
             self._purge_namespace(name)
         return self._deleted_result(rt, last), 200
+
+    def delete_collection(self, rt: ResourceType, namespace: str | None, query: dict[str, str], options: Obj,
+                          dry_run: bool = False) -> Obj:
+        """DeleteCollection: every object the selectors match, deleted as single deletes; their list."""
+        sel = selection(rt, namespace, query.get("labelSelector", ""), query.get("fieldSelector", ""))
+        items = []
+        for obj in self.store.items(rt.id, namespace if rt.namespaced else None):
+            if sel.matches(rt, obj):
+                meta = obj["metadata"]
+                try:
+                    out, _ = self.delete(rt, meta.get("namespace"), meta["name"], dict(options), dry_run)
+                except E.ApiStatusError as err:
+                    if err.code != 404:
+                        raise
+                    continue
+                items.append(out if out.get("kind") != "Status" else obj)
+        return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": str(self.store.rv)}, "items": items}
 
     def _deleted_result(self, rt: ResourceType, obj: Obj) -> Obj:
         if rt.return_deleted_object:

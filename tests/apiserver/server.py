@@ -458,9 +458,7 @@ class APIServerDouble:
             raise E.path_not_found()
         method = request.method.upper()
         q = request.query
-        ns = info.namespace if rt.namespaced else None
-        if rt.resource == "namespaces":
-            ns = None
+        ns = (info.namespace or None) if rt.namespaced else None
         opts = WriteOptions()
         fv = q.get("fieldValidation", "Warn") or "Warn"
         if fv not in ("Strict", "Warn", "Ignore"):
@@ -472,9 +470,6 @@ class APIServerDouble:
             if d != "All":
                 raise E.invalid_error("meta.k8s.io", "CreateOptions", "", [E.not_supported("dryRun", d, ("All",))])
         opts.dry_run = bool(dry)
-        name = info.name if method not in ("GET", "HEAD") or info.verb == "get" or \
-            (info.verb == "watch" and len([p for p in request.path.split("/") if p]) > 0 and
-             request.path.rstrip("/").split("/")[-1] == info.name) else ""
         path_name = self._path_name(request.path, rt, info)
 
         if info.subresource == "token":
@@ -521,10 +516,11 @@ class APIServerDouble:
                                   info.subresource, opts)
             return _json_response(obj, 200, opts.warnings)
         if method == "DELETE":
-            if not path_name:
-                raise E.method_not_allowed() if "deletecollection" not in rt.verbs else \
-                    E.not_implemented("deletecollection is not implemented by the API server double")
             options = await self._delete_options(request)
+            if not path_name:
+                if "deletecollection" not in rt.verbs:
+                    raise E.method_not_allowed()
+                return _json_response(self._reg.delete_collection(rt, ns, dict(q), options, opts.dry_run))
             result, code = self._reg.delete(rt, ns, path_name, options, dry_run=opts.dry_run)
             return _json_response(result, code)
         raise E.method_not_allowed()
