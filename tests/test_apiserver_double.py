@@ -728,3 +728,36 @@ async def test_discovery(client: Client) -> None:
     assert body["major"] == "1"
     st, body, _ = await client.req("GET", "/healthz")
     assert (st, body) == (200, "ok")
+
+
+async def test_node_addresses_patch_and_names_named_like_resources(client: Client) -> None:
+    st, node, _ = await client.req("POST", "/api/v1/nodes", {"metadata": {"name": "nodes"}, "status": {}})
+    assert st == 201
+    addrs = [{"type": "InternalIP", "address": "10.0.0.1"}, {"type": "InternalIP", "address": "10.0.0.2"},
+             {"type": "Hostname", "address": "nodes"}]
+    st, n1, _ = await client.req("PATCH", "/api/v1/nodes/nodes/status", {"status": {"addresses": addrs}}, ctype=SMP)
+    assert n1["status"]["addresses"] == addrs
+    # addresses merge by type: a plain patch collapses onto the first InternalIP (the known API quirk) ...
+    st, n2, _ = await client.req("PATCH", "/api/v1/nodes/nodes/status", {"status": {"addresses": [
+        {"type": "InternalIP", "address": "10.0.0.9"}]}}, ctype=SMP)
+    assert [a["address"] for a in n2["status"]["addresses"]] == ["10.0.0.9", "10.0.0.2", "nodes"]
+    # ... which is why the kubelet sends them with $patch: replace
+    st, n3, _ = await client.req("PATCH", "/api/v1/nodes/nodes/status", {"status": {"addresses": [
+        {"type": "InternalIP", "address": "10.0.0.3"}, {"$patch": "replace"}]}}, ctype=SMP)
+    assert n3["status"]["addresses"] == [{"type": "InternalIP", "address": "10.0.0.3"}]
+    st, body, _ = await client.req("GET", "/api/v1/nodes/nodes")
+    assert st == 200 and body["metadata"]["name"] == "nodes"
+
+
+async def test_watch_send_initial_events(client: Client) -> None:
+    await client.req("POST", PODS, pod("i1"))
+    w = await client.watch(PODS, {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan",
+                                  "allowWatchBookmarks": "true", "resourceVersion": ""})
+    ev = await next_event(w)
+    assert ev["type"] == "ADDED" and ev["object"]["metadata"]["name"] == "i1"
+    ev = await next_event(w)
+    assert ev["type"] == "BOOKMARK"
+    assert ev["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    w.close()
+    st, body, _ = await client.req("GET", PODS, params={"watch": "true", "sendInitialEvents": "true"})
+    assert st == 422 and body["details"]["kind"] == "ListOptions"

@@ -61,6 +61,7 @@ PATCH_META: dict[str, PatchMeta] = {
              "status.conditions": ("merge", "type"),
              "status.addresses": ("merge", "type")},
     "ServiceAccount": {**_META, "secrets": ("merge", "name")},
+    "Namespace": {**_META, "status.conditions": ("merge", "type")},
 }
 
 
@@ -167,12 +168,9 @@ def _merge_map(original: dict[str, Any] | None, patch: dict[str, Any], path: str
 
 
 def _fresh(value: Any, path: str, meta: PatchMeta) -> Any:
-    """A patch value for a field the live object lacks: merged onto nothing (directives and nulls removed)."""
-    if isinstance(value, dict):
-        return _merge_map({}, value, path, meta)
-    if isinstance(value, list):
-        return _merge_list_field([], value, path, meta, False)
-    return value
+    """A patch value for a field the live object lacks is taken as it is ("just take the patch value"),
+    without nulls; directive keys and items are dropped (the real decode would drop them as unknown)."""
+    return _strip(value)
 
 
 def _strip(value: Any) -> Any:
@@ -297,7 +295,7 @@ def _merge_without_special(original: list[Any], patch: list[Any], path: str, mer
                 out[i] = _merge_map(o, v, path + "[]", meta)
                 break
         else:
-            out.append(_merge_map({}, v, path + "[]", meta))
+            out.append(_strip(v))
     return out
 
 

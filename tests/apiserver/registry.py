@@ -191,8 +191,9 @@ class Registry:
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + strategy.random_suffix()
         self.check_namespace(rt, meta.get("namespace"), True, meta.get("name", ""))
-        if meta.get("resourceVersion"):
+        if str(meta.get("resourceVersion", "")).isdigit() and int(meta["resourceVersion"]) != 0:
             raise E.internal("resourceVersion should not be set on objects to be created")
+        meta.pop("resourceVersion", None)
         if rt.kind == "Pod" and isinstance(obj.get("spec"), dict):
             ns = meta.get("namespace", "")
             strategy.admit_pod(obj, lambda sa: self.store.get(("/serviceaccounts", ns, sa)),

@@ -62,6 +62,7 @@ class RequestInfo:
     name: str = ""
     rt: ResourceType | None = None
     path: str = ""
+    selector_name: str = ""
 
 
 def _json_response(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
@@ -421,11 +422,11 @@ class APIServerDouble:
             verb = "deletecollection"
         info = RequestInfo(True, verb, group, version, namespace, resource, sub, name, path=path)
         if verb in ("list", "watch") and not name:
-            fs = request.query.get("fieldSelector", "")
-            for term in fs.split(","):
-                k, _, v = term.partition("=")
-                if k.strip() == "metadata.name" and v and not k.endswith("!"):
-                    info.name = v.lstrip("=")
+            # RequestInfo takes the name of a list/watch from a metadata.name field selector
+            for term in request.query.get("fieldSelector", "").split(","):
+                k, op, v = term.partition("=")
+                if k.strip() == "metadata.name" and op and not k.endswith("!"):
+                    info.selector_name = v[1:] if v.startswith("=") else v
         info.rt = BY_PATH.get((group, version, resource))
         if len(rest) > 3:
             info.rt = None
@@ -439,7 +440,7 @@ class APIServerDouble:
         if not self.authorizer.allowed(user, info.verb, info.resource, info.subresource):
             reason = forbidden_reason(user.name, info.verb, info.resource, info.subresource, info.group,
                                       info.namespace)
-            raise E.forbidden(info.group, info.resource, info.name, reason)
+            raise E.forbidden(info.group, info.resource, info.name or info.selector_name, reason)
 
     async def _dispatch(self, request: web.Request, user: UserInfo, info: RequestInfo) -> web.StreamResponse:
         if not _accepts_json(request.headers.get("Accept", "")):
@@ -470,7 +471,7 @@ class APIServerDouble:
             if d != "All":
                 raise E.invalid_error("meta.k8s.io", "CreateOptions", "", [E.not_supported("dryRun", d, ("All",))])
         opts.dry_run = bool(dry)
-        path_name = self._path_name(request.path, rt, info)
+        path_name = info.name
 
         if info.subresource == "token":
             if method != "POST":
@@ -524,18 +525,6 @@ class APIServerDouble:
             result, code = self._reg.delete(rt, ns, path_name, options, dry_run=opts.dry_run)
             return _json_response(result, code)
         raise E.method_not_allowed()
-
-    @staticmethod
-    def _path_name(path: str, rt: ResourceType, info: RequestInfo) -> str:
-        """The object name from the path itself (not from a metadata.name field selector)."""
-        parts = [p for p in path.split("/") if p]
-        try:
-            idx = len(parts) - 1 - parts[::-1].index(rt.resource)
-        except ValueError:
-            return ""
-        if rt.resource == "namespaces" and info.namespace:
-            return info.namespace
-        return parts[idx + 1] if len(parts) > idx + 1 else ""
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
