@@ -12,6 +12,7 @@ import socket
 import ssl
 import threading
 import time
+import traceback
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,6 +362,18 @@ class APIServerDouble:
         except asyncio.CancelledError:
             status = 0
             raise
+        except (ConnectionError, RuntimeError) as exc:
+            if request.transport is None or request.transport.is_closing():
+                status = 0
+                raise
+            err = E.internal(f"Internal error occurred: {exc!r}")
+            traceback.print_exc()
+            status = 500
+            return _error_response(err)
+        except Exception as exc:  # a bug in the double: answer as the real server answers a plain error
+            traceback.print_exc()
+            status = 500
+            return _error_response(E.internal(f"Internal error occurred: {exc!r}"))
         finally:
             rec = RequestRecord(request.method, request.path, dict(request.query),
                                 request.headers.get("Content-Type", ""), user.name if user else "", status,
