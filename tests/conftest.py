@@ -18,6 +18,8 @@ from nodeagent.logsetup import configure_logging
 if TYPE_CHECKING:
     from tests.agentproc import AgentProcess
 
+pytest_plugins = ["tests.apiserver.fixtures"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     configure_logging("text", 0)
