@@ -204,6 +204,11 @@ async def test_gone_mid_watch_relists_without_restarts(cluster_agent: ClusterAge
         assert agent.api_pod(p["metadata"]["name"])["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
+def local_phase(agent: AgentProcess, name: str) -> str:
+    pods = agent.get_json("/pods")["items"]
+    return next((p["status"].get("phase", "") for p in pods if p["metadata"]["name"] == name), "")
+
+
 async def test_api_outage_keeps_pods_and_converges(cluster_agent: ClusterAgent, apiserver, devenv: DevEnv,
                                                   cri) -> None:
     """60 s without the API server, 10 pods: none restarted, local API served,
@@ -223,7 +228,7 @@ async def test_api_outage_keeps_pods_and_converges(cluster_agent: ClusterAgent, 
         assert all(local[f"p{i}"]["status"]["phase"] == "Running" for i in range(10))
         p0 = before[pods[0]["metadata"]["uid"]][0]
         await cri.exec_sync(p0, ["touch", "/tmp/done"], timeout=10)
-        await agent.wait_pod("p0", lambda p: p["status"]["phase"] == "Failed", timeout=30)
+        await wait_for(lambda: local_phase(agent, "p0") == "Failed", 30, 0.2, "p0 Failed on the local API")
         await asyncio.sleep(55)
         assert agent.process.poll() is None
         assert agent.node_report()["apiServer"]["connected"] is False
@@ -241,8 +246,17 @@ async def test_api_outage_keeps_pods_and_converges(cluster_agent: ClusterAgent, 
     await wait_for(lambda: agent.node_report()["apiServer"]["connected"], 30, 0.2, "reconnected")
 
 
-async def test_denied_permission_is_reported(cluster_agent: ClusterAgent, apiserver) -> None:
-    agent = cluster_agent
+async def test_denied_permission_is_reported(devenv: DevEnv, apiserver, tmp_path: Path) -> None:
+    agent = ClusterAgent(devenv, tmp_path, apiserver, "--node-status-update-frequency", "1s")
+    agent.start()
+    try:
+        await denied_permission_is_reported(agent, apiserver)
+    finally:
+        agent.stop()
+        devenv.reset(tmp_path)
+
+
+async def denied_permission_is_reported(agent: ClusterAgent, apiserver) -> None:
     await wait_for(lambda: agent.node_report()["apiServer"]["nodeRegistered"], 30, 0.2, "registered")
     apiserver.deny(f"system:node:{NODE_NAME}", "patch", "nodes", "status")
     try:

@@ -96,7 +96,8 @@ async def test_strategic_merge_patch_of_status(apiserver, tmp_path: Path) -> Non
             "terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-11-22T00:00:00Z",
                            "finishedAt": "2026-11-22T00:00:09Z"}})])
         patch = two_way({"status": result["status"]}, {"status": later})
-        assert patch["status"]["containerStatuses"][0]["state"]["running"] is None  # removal in the diff
+        assert patch["status"]["containerStatuses"] == later["containerStatuses"]  # an atomic list: whole
+        assert "$setElementOrder/conditions" not in patch["status"]  # conditions unchanged
         result = await client.patch("/api/v1/namespaces/default/pods/p/status", patch, STRATEGIC_MERGE_PATCH)
     state = result["status"]["containerStatuses"][0]["state"]
     assert list(state) == ["terminated"] and state["terminated"]["exitCode"] == 1

@@ -41,7 +41,8 @@ class Cluster:
                                  report_frequency=config.node_status_report_frequency,
                                  register=config.register_node, state=self.state)
         self.lease = LeaseRenewer(self.client, config.node_name, lambda: self.node.uid,
-                                  duration_seconds=config.node_lease_duration_seconds, state=self.state)
+                                  duration_seconds=config.node_lease_duration_seconds, state=self.state,
+                                  node_registered=self.node.registered)
         self.source: ApiPodSource | None = None
         self.status: PodStatusManager | None = None
 

@@ -111,8 +111,8 @@ class NodeReporter:
                 delay = min(delay * 2, MAX_BACKOFF)
         while True:
             try:
-                await self.sync()
-                self.state.ok()
+                if await self.sync():
+                    self.state.ok()
             except (ApiError, Unreachable) as exc:
                 self.state.failed("updating node status", exc)
             try:
@@ -149,8 +149,9 @@ class NodeReporter:
             self.node = await self.client.patch(node_path(self.node_name),
                                                 {"metadata": {"labels": missing}})
 
-    async def sync(self) -> None:
-        """Compute the status; patch it when it changed or the report period passed."""
+    async def sync(self) -> bool:
+        """Compute the status; patch it when it changed or the report period
+        passed. True when the API server was written to."""
         assert self.node is not None
         previous = self.node.get("status") or {}
         status = await self.node_status(previous)
@@ -177,8 +178,10 @@ class NodeReporter:
 class LeaseRenewer:
     def __init__(self, client: KubeClient, node_name: str, node_uid: Callable[[], str | None], *,
                  duration_seconds: int = 40, state: ApiConnectionState | None = None,
+                 node_registered: asyncio.Event | None = None,
                  wall: Callable[[], float] | None = None) -> None:
         self.client = client
+        self.node_registered = node_registered
         self.node_name = node_name
         self.node_uid = node_uid
         self.duration = duration_seconds
@@ -199,6 +202,13 @@ class LeaseRenewer:
                          "renewTime": now}}
 
     async def run(self) -> None:
+        if self.node_registered is not None:
+            # The first Lease carries its owner when the Node comes soon; the
+            # heartbeat must not wait longer than one renew interval for it.
+            try:
+                await asyncio.wait_for(self.node_registered.wait(), self.interval)
+            except TimeoutError:
+                pass
         delay = 0.2
         while True:
             try:

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-# Merge keys of the merge-strategy lists in the Pod and Node objects the agent patches.
+# Merge keys of the merge-strategy lists in the Pod and Node objects the agent
+# patches (core/v1 types.go `patchStrategy:"merge"`). Container statuses,
+# taints and images are atomic lists: replaced whole.
 MERGE_KEYS: dict[str, str] = {
     "conditions": "type",
-    "containerStatuses": "name",
-    "initContainerStatuses": "name",
-    "ephemeralContainerStatuses": "name",
     "podIPs": "ip",
     "hostIPs": "ip",
     "resourceClaimStatuses": "name",
-    "volumeMounts": "mountPath",
-    "allocatedResourcesStatus": "name",
     "addresses": "type",
-    "volumesAttached": "name",
     "ownerReferences": "uid",
-    "taints": "key",
 }
 
 
