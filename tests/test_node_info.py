@@ -91,6 +91,20 @@ def test_system_uuid_follows_cadvisors_order(tmp_path: Path) -> None:
     assert system_uuid() == real
 
 
+def test_apparmor_is_runcs_check(tmp_path: Path) -> None:
+    param = Path("/sys/module/apparmor/parameters/enabled")
+    host = Path("/sys/kernel/security/apparmor").exists() and param.exists() and \
+        param.read_text().startswith("Y")
+    assert info.apparmor_enabled() is host
+    fs, flag = tmp_path / "apparmor", tmp_path / "enabled"
+    flag.write_text("Y\n")
+    assert not info.apparmor_enabled(fs, flag)  # securityfs not mounted
+    fs.mkdir()
+    assert info.apparmor_enabled(fs, flag)
+    flag.write_text("N\n")
+    assert not info.apparmor_enabled(fs, flag)
+
+
 def test_machine_id_and_os_release_fallbacks(tmp_path: Path) -> None:
     etc, dbus = tmp_path / "machine-id", tmp_path / "dbus-machine-id"
     dbus.write_text("0123456789abcdef0123456789abcdef\n")

@@ -131,6 +131,15 @@ def go_arch(machine: str | None = None) -> str:
     return _GO_ARCH.get(name, name)
 
 
+def apparmor_enabled(securityfs: Path = Path("/sys/kernel/security/apparmor"),
+                     param: Path = Path("/sys/module/apparmor/parameters/enabled")) -> bool:
+    """runc's apparmor.IsEnabled, which decides the Ready message's ". AppArmor enabled"."""
+    try:
+        return securityfs.exists() and param.read_text().startswith("Y")
+    except OSError:
+        return False
+
+
 def swap_capacity(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     try:
         for line in meminfo.read_text().splitlines():
