@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from nodeagent import hostinfo
+from nodeagent.api.quantity import Quantity
 from nodeagent.cri.client import CRIClient
 from nodeagent.devenv.env import DevEnv
 from tests.agentproc import AgentProcess, container, pod_manifest, running
@@ -105,8 +106,8 @@ async def test_qos_cgroup_files_and_oom_scores(devenv: DevEnv, tmp_path: Path, c
         assert node["oomScoreAdjRestricted"] is (FLOOR == 0)
         assert node["cgroupDriver"] == "cgroupfs" and node["cgroupVersion"] == 1
         # allocatable = capacity - systemReserved - the default hard threshold (100Mi)
-        assert node["allocatable"]["memory"] == f"{(memory_capacity - 2**30 - 100 * MI) // 1024}Ki"
-        assert node["capacity"]["memory"] == f"{memory_capacity // 1024}Ki"
+        assert Quantity(node["allocatable"]["memory"]).value() == memory_capacity - 2**30 - 100 * MI
+        assert Quantity(node["capacity"]["memory"]).value() == memory_capacity
         with urllib.request.urlopen(f"{agent.base_url}/metrics", timeout=10) as resp:
             exposition = resp.read().decode()
         assert f"nodeagent_oom_score_adj_restricted {1.0 if FLOOR == 0 else 0.0}" in exposition

@@ -34,10 +34,13 @@ def test_allocatable_and_the_kubepods_budget() -> None:
     kube = parse_reservation("kubeReserved", {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "1Gi"})
     hard = {"memory": 100 * MI, "ephemeral-storage": 10 * GI}  # memory.available<100Mi, nodefs.available<10%
     alloc = allocatable(cap, system, kube, hard)
+    # Go's canonical Quantity text: the largest exact binary suffix for bytes.
     assert alloc.as_quantities() == {
-        "cpu": "3250m", "memory": f"{(16 * GI - GI - 512 * MI - 100 * MI - 512 * MI) // 1024}Ki",
-        "ephemeral-storage": f"{(100 * GI - GI - 10 * GI) // 1024}Ki", "pods": "110",
-        "hugepages-2Mi": str(512 * MI)}
+        "cpu": "3250m", "memory": "14236Mi",  # 16Gi - 1Gi - 512Mi - 100Mi - 512Mi (hugepages)
+        "ephemeral-storage": "89Gi", "pods": "110", "hugepages-2Mi": "512Mi"}
+    assert NodeResources(cpu=2000, memory=16318412 * 1024, ephemeral_storage=1000, pods=1000, pid=1,
+                         hugepages={"hugepages-1Gi": 0}).as_quantities() == {
+        "cpu": "2", "memory": "16318412Ki", "ephemeral-storage": "1k", "pods": "1k", "hugepages-1Gi": "0"}
     budget = pods_cgroup_budget(cap, system, kube)  # no eviction threshold, no hugepages
     assert (budget.cpu, budget.memory, budget.pid) == (3250, 16 * GI - GI - 512 * MI, 4194304 - 1000)
     assert allocatable(cap, {"memory": 64 * GI}, {}, {}).memory == 0  # floored at zero

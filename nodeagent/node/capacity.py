@@ -18,6 +18,7 @@ import psutil
 
 from nodeagent import hostinfo
 from nodeagent.api.quantity import InvalidQuantityError, Quantity
+from nodeagent.eviction.messages import format_bytes, format_quantity
 
 # Resources the reservation maps may name (kubelet: cpu, memory,
 # ephemeral-storage, pid).
@@ -39,22 +40,17 @@ class NodeResources:
     hugepages: Mapping[str, int] = field(default_factory=dict)  # "hugepages-2Mi" -> bytes
 
     def as_quantities(self) -> dict[str, str]:
-        """The Node status map (`capacity`/`allocatable`) as the API shows it."""
+        """The Node status map (`capacity`/`allocatable`) as the API prints it:
+        Go's canonical Quantity text (cpu and pods DecimalSI, bytes BinarySI:
+        `3250m`, `16Gi`, `16318412Ki`)."""
         out = {
-            "cpu": _cpu_text(self.cpu), "memory": _ki(self.memory),
-            "ephemeral-storage": _ki(self.ephemeral_storage), "pods": str(self.pods),
+            "cpu": format_quantity(Quantity(f"{self.cpu}m")), "memory": format_bytes(self.memory),
+            "ephemeral-storage": format_bytes(self.ephemeral_storage),
+            "pods": format_bytes(self.pods, binary=False),
         }
         for name, value in sorted(self.hugepages.items()):
-            out[name] = str(value)
+            out[name] = format_bytes(value)
         return out
-
-
-def _cpu_text(milli: int) -> str:
-    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
-
-
-def _ki(value: int) -> str:
-    return f"{value // 1024}Ki" if value % 1024 == 0 else str(value)
 
 
 def pid_max(path: Path = Path("/proc/sys/kernel/pid_max")) -> int:

@@ -627,8 +627,10 @@ class PodWorker:
 
     def _event(self, container: str, type_: str, reason: str, message: str) -> None:
         meta = self.pod.metadata
+        init = any(c.name == container for c in self.pod.spec.init_containers)
         record_event(namespace=meta.namespace, pod=meta.name, pod_uid=self.uid,
-                     container=container, type=type_, reason=reason, message=message)
+                     container=container, type=type_, reason=reason, message=message,
+                     field_path=f"spec.initContainers{{{container}}}" if container and init else "")
 
     async def _stop_containers(self, containers: list[ContainerInfo], grace: int,
                                message: str = "") -> None:
