@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import signal
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from nodeagent.cgroups.detect import (
 from nodeagent.cgroups.fs import CgroupError, CgroupV1, CgroupV2
 from nodeagent.cgroups.manager import CgroupManager
 from nodeagent.cgroups.values import ResourcePolicy
-from nodeagent.config import AgentConfig
+from nodeagent.config import AgentConfig, ConfigError
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.debugsocket import DebugSocket, DebugSocketError
 from nodeagent.cri.errors import CRIError, NotCRIEndpoint, UnsupportedRuntime
@@ -31,7 +32,7 @@ from nodeagent.eviction.manager import EvictionManager
 from nodeagent.eviction.signals import SignalReader
 from nodeagent.eviction.thresholds import eviction_config, hard_eviction_reservation
 from nodeagent.kube.cluster import Cluster
-from nodeagent.kube.nodeobject import initial_node, node_status, node_status_changed
+from nodeagent.node.info import NodeAddressError, read_node_facts
 from nodeagent.kube.podsource import API_SOURCE
 from nodeagent.node.capacity import (
     NodeResources, ReservationError, allocatable, machine_capacity, parse_reservation, pods_cgroup_budget,
@@ -77,7 +78,6 @@ class Agent:
         self.reserved_memory = 0
         self.eviction: EvictionManager | None = None
         self.cluster: Cluster | None = None
-        self.runtime_version: Any = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -89,17 +89,14 @@ class Agent:
                  static_pod_path=config.static_pod_path or None)
         metrics.set_node_name(node_name)
         node_ips = (config.node_ip,) if config.node_ip else (hostinfo.default_node_ip(),)
-        self._node_ips = node_ips
         observability = Observability(self.cri, node_name, config, self.executor, self._runtime_counts,
                                       self._health_checks)
         if config.kubeconfig:  # a bad kubeconfig stops the agent here, naming the file
-            self.cluster = Cluster(config, initial_node=self._initial_node, node_status=self._node_status,
-                                   status_changed=node_status_changed)
+            self.cluster = Cluster(config)
         secure = observability.secure_listener(  # checks TLS files
             self._pods_with_status, node_ips, self.cluster.webhook_auth() if self.cluster else None)
         await self._start_debug_socket()  # before the runtime answers: crictl then says why not
         version = await self._wait_for_runtime()
-        self.runtime_version = version
         cgroups = await self._setup_cgroups()
         allocatable_now = self.node_allocatable
         assert allocatable_now is not None
@@ -142,7 +139,7 @@ class Agent:
         self._spawn(self.relister.run(), manager.housekeeping(), cgroups.run_periodic(), self.eviction.run(),
                     observability.rotator.run())
         if self.cluster is not None:
-            self._spawn(*self.cluster.attach(manager))
+            await self._attach_cluster(manager, version)
         if config.static_pod_path:
             self.source = StaticPodSource(Path(config.static_pod_path), node_name, self._on_static,
                                           resync_period=config.file_check_frequency)
@@ -242,38 +239,21 @@ class Agent:
             "apiServer": self.cluster.report() if self.cluster else None,
         }
 
-    async def _initial_node(self) -> dict[str, Any]:
-        return initial_node(self.config, self.node_capacity, self.node_allocatable)
-
-    async def _node_status(self, previous: dict[str, Any] | None) -> dict[str, Any]:
-        runtime_errors = await self._runtime_errors()
-        return node_status(self.config, previous, capacity=self.node_capacity, allocatable=self.node_allocatable,
-                           pressure=self.eviction.conditions() if self.eviction else [],
-                           runtime_errors=runtime_errors, runtime_version=self.runtime_version,
-                           node_ips=self._node_ips, port=self.server.bound_ports.secure if self.server else 0)
-
-    async def _runtime_errors(self) -> list[str]:
-        """Why the node is not ready (kubelet runtimeState errors)."""
-        errors = []
+    async def _attach_cluster(self, manager: PodManager, version: Any) -> None:
+        assert self.cluster is not None and self.eviction is not None and self.relister is not None
+        loop = asyncio.get_running_loop()
         try:
-            status = await self.cri.status()
-            conditions = {c.type: c for c in status.status.conditions}
-            runtime = conditions.get("RuntimeReady")
-            if runtime is None or not runtime.status:
-                errors.append("container runtime status check may not have completed yet" if runtime is None else
-                              f"container runtime is down: RuntimeReady=false reason:{runtime.reason} "
-                              f"message:{runtime.message}")
-            network = conditions.get("NetworkReady")
-            if network is not None and not network.status:
-                errors.append(f"container runtime network not ready: NetworkReady=false reason:{network.reason} "
-                              f"message:{network.message}")
-        except CRIError as exc:
-            errors.append(f"container runtime is down: {exc}")
-        if self.relister is not None:
-            ok, message = self.relister.healthy()
-            if not ok:
-                errors.append(f"PLEG is not healthy: {message}")
-        return errors
+            facts = await loop.run_in_executor(self.executor, functools.partial(
+                read_node_facts, node_name=self.config.node_name, runtime_name=version.runtime_name,
+                runtime_version=version.runtime_version, node_ip=self.config.node_ip))
+        except NodeAddressError as exc:  # the kubelet refuses to start without a node address
+            raise ConfigError(f"node address: {exc} (set --node-ip)") from None
+        self._spawn(*self.cluster.attach(
+            manager, cri=self.cri, facts=facts, capacity=lambda: self.node_capacity,
+            allocatable=lambda: self.node_allocatable, under_pressure=self.eviction.under_pressure,
+            pleg_health=self.relister.healthy,
+            network_ready=self.network.network_ready if self.network is not None else None,
+            port=self.config.port))
 
     async def _wait_for_runtime(self):
         while True:

@@ -6,14 +6,13 @@ import argparse
 import asyncio
 import platform
 import sys
-from typing import Any
 
 import grpc
 
 from nodeagent import __version__
 from nodeagent.cri.client import DEFAULT_REQUEST_TIMEOUT, CRIClient
 from nodeagent.config import (
-    ConfigError, build_config, load_config_file, parse_duration, parse_labels, parse_taints,
+    ConfigError, build_config, load_config_file, parse_duration,
 )
 from nodeagent.cri.errors import CRIError
 from nodeagent.logsetup import FORMATS, configure_logging
@@ -26,15 +25,6 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _config_parser(parse: Any) -> Any:
-    def parse_flag(text: str) -> Any:
-        try:
-            return parse(text)
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return parse_flag
 
 
 def _bool(text: str) -> bool:
@@ -167,9 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kube-api-burst", type=int, metavar="N", help="API request burst (default 100)")
     run.add_argument("--register-node", type=_bool, metavar="BOOL",
                      help="register the Node with the API server (default true)")
-    run.add_argument("--register-with-taints", type=_config_parser(parse_taints), metavar="LIST",
+    run.add_argument("--register-with-taints", metavar="LIST",
                      help="taints to register the node with: key=value:Effect,...")
-    run.add_argument("--node-labels", type=_config_parser(parse_labels), metavar="LIST",
+    run.add_argument("--node-labels", metavar="LIST",
                      help="labels to register the node with: key=value,...")
     run.add_argument("--node-status-update-frequency", type=_duration, metavar="DURATION",
                      help="how often node status is computed (default 10s)")

@@ -99,7 +99,7 @@ class AgentConfig:
     kube_api_qps: int = 50
     kube_api_burst: int = 100
     register_node: bool = True
-    register_with_taints: list[dict[str, str]] = field(default_factory=list)
+    register_with_taints: list[str] = field(default_factory=list)  # taint specs key=value:Effect
     node_status_update_frequency: float = 10.0
     node_status_report_frequency: float = 300.0
     node_lease_duration_seconds: int = 40
@@ -226,45 +226,30 @@ def _ip_list(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+def _check_taints(value: Any) -> list[str]:
+    """registerWithTaints (Taint objects in the file) or --register-with-taints
+    (`key=value:Effect,...`): validated as the kubelet does, kept as taint specs."""
+    from nodeagent.node.status import NodeConfigError, parse_taints
+    if isinstance(value, list):
+        specs = []
+        for i, taint in enumerate(value):
+            if not isinstance(taint, dict) or not isinstance(taint.get("key"), str):
+                raise ConfigError(f"registerWithTaints[{i}]: expected a taint (key, value, effect), got {taint!r}")
+            value_part = f"={taint['value']}" if taint.get("value") else ""
+            specs.append(f"{taint['key']}{value_part}:{taint.get('effect', '')}")
+        value = specs
+    try:
+        return [str(t) for t in parse_taints(value)]
+    except NodeConfigError as exc:
+        raise ConfigError(f"registerWithTaints: {exc}") from None
 
 
-def parse_taints(text: str) -> list[dict[str, str]]:
-    """--register-with-taints: `key=value:Effect,key:Effect` (kubelet format)."""
-    taints = []
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        spec, sep, effect = item.rpartition(":")
-        if not sep or effect not in TAINT_EFFECTS:
-            raise ConfigError(f"--register-with-taints: {item!r} must be key[=value]:Effect with Effect one of "
-                              f"{', '.join(TAINT_EFFECTS)}")
-        key, _, value = spec.partition("=")
-        taints.append({"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect})
-    return taints
-
-
-def parse_labels(text: str) -> dict[str, str]:
-    """--node-labels: `key=value,key2=value2`."""
-    labels = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--node-labels: {item!r} must be key=value")
-        labels[key] = value
-    return labels
-
-
-def _check_taints(value: Any) -> list[dict[str, str]]:
-    if not isinstance(value, list):
-        raise ConfigError(f"registerWithTaints: expected a list of taints, got {value!r}")
-    out = []
-    for i, taint in enumerate(value):
-        if not isinstance(taint, dict) or not isinstance(taint.get("key"), str) or not taint.get("key"):
-            raise ConfigError(f"registerWithTaints[{i}]: a taint needs a key")
-        if taint.get("effect") not in TAINT_EFFECTS:
-            raise ConfigError(f"registerWithTaints[{i}].effect: must be one of {', '.join(TAINT_EFFECTS)}, "
-                              f"got {taint.get('effect')!r}")
-        out.append({k: str(v) for k, v in taint.items() if k in ("key", "value", "effect")})
-    return out
+def _check_labels(value: Any) -> dict[str, str]:
+    from nodeagent.node.status import NodeConfigError, parse_node_labels
+    try:
+        return parse_node_labels(value)
+    except NodeConfigError as exc:
+        raise ConfigError(f"--node-labels: {exc}") from None
 
 
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> AgentConfig:
@@ -291,7 +276,7 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
         elif name == "register_with_taints":
             value = _check_taints(value)
         elif name == "node_labels":
-            value = dict(value)
+            value = _check_labels(value)
         elif types[name] is bool and not isinstance(value, bool):
             raise ConfigError(f"{name}: expected true or false, got {value!r}")
         elif types[name] is int and (isinstance(value, bool) or not isinstance(value, int)):

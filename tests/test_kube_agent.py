@@ -105,7 +105,8 @@ async def test_node_lease_pod_lifecycle_and_mirror(cluster_agent: ClusterAgent, 
     assert info["operatingSystem"] == "linux" and info["kubeletVersion"].startswith("v1.")
     assert status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == agent.port
 
-    lease = apiserver.get("coordination.k8s.io/v1", "Lease", "kube-node-lease", NODE_NAME)
+    lease = await wait_for(lambda: apiserver.get("coordination.k8s.io/v1", "Lease", "kube-node-lease", NODE_NAME),
+                           15, 0.1, "lease created")
     assert lease["spec"]["holderIdentity"] == NODE_NAME and lease["spec"]["leaseDurationSeconds"] == 40
     assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
 
@@ -164,7 +165,7 @@ async def test_ready_follows_the_runtime(devenv: DevEnv, apiserver, tmp_path: Pa
         devenv.containerd.stop()
         try:
             cond = await wait_for(lambda: (c := ready_condition(apiserver)).get("status") == "False" and c,
-                                  30, 0.2, "Ready=False with the runtime stopped")
+                                  60, 0.2, "Ready=False with the runtime stopped")
         finally:
             devenv.containerd.start()
         assert cond["reason"] == "KubeletNotReady" and "container runtime is down" in cond["message"]

@@ -10,19 +10,21 @@ apart, as client-go does; an outage longer than that loses events, never pods.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import structlog
 
+from nodeagent.api.codec import decode, encode
+from nodeagent.api.event import Event as ApiEvent
 from nodeagent.events import Event
 from nodeagent.kube.client import STRATEGIC_MERGE_PATCH, ApiError, KubeClient, TokenBucket, Unreachable
+from nodeagent.kube.events import (
+    MAX_TRIES_PER_EVENT, SLEEP_BETWEEN_TRIES, CreateEvent, Drop, EventPipeline, PatchEvent,
+)
 
 log = structlog.get_logger("nodeagent.kube.events")
 
 QUEUE_LENGTH = 1000
-MAX_TRIES = 12
-RETRY_SLEEP = 10.0
 
 
 def events_path(namespace: str, name: str = "") -> str:
@@ -30,10 +32,10 @@ def events_path(namespace: str, name: str = "") -> str:
 
 
 class EventSink:
-    def __init__(self, client: KubeClient, correlate: Callable[[Event], Any], *, qps: float = 50,
-                 burst: int = 100, retry_sleep: float = RETRY_SLEEP) -> None:
+    def __init__(self, client: KubeClient, pipeline: EventPipeline, *, qps: float = 50,
+                 burst: int = 100, retry_sleep: float = SLEEP_BETWEEN_TRIES) -> None:
         self.client = client
-        self.correlate = correlate
+        self.pipeline = pipeline
         self.limiter = TokenBucket(qps, burst)
         self.retry_sleep = retry_sleep
         self.queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LENGTH)
@@ -50,17 +52,17 @@ class EventSink:
     async def run(self) -> None:
         while True:
             event = await self.queue.get()
-            action = self.correlate(event)
-            body = getattr(action, "body", None)
-            if body is None and getattr(action, "patch", None) is None:
-                continue  # dropped by the spam filter
+            action = self.pipeline.action(event)
+            if isinstance(action, Drop):
+                continue  # the spam filter's verdict
             await self._write(action)
 
-    async def _write(self, action: Any) -> None:
-        for attempt in range(MAX_TRIES):
+    async def _write(self, action: CreateEvent | PatchEvent) -> None:
+        for attempt in range(MAX_TRIES_PER_EVENT):
             await self.limiter.acquire()
             try:
-                await self._send(action)
+                written = await self._send(action)
+                self.pipeline.correlator.update_state(decode(ApiEvent, written))
                 self.sent += 1
                 return
             except Unreachable:
@@ -70,19 +72,20 @@ class EventSink:
                     log.debug("event refused by the API server", error=str(exc))
                     self.dropped += 1
                     return
-            if attempt + 1 < MAX_TRIES:
+            if attempt + 1 < MAX_TRIES_PER_EVENT:
                 await asyncio.sleep(self.retry_sleep)
         self.dropped += 1
 
-    async def _send(self, action: Any) -> None:
-        patch = getattr(action, "patch", None)
-        if patch is not None:
+    async def _send(self, action: CreateEvent | PatchEvent) -> dict[str, Any]:
+        if isinstance(action, PatchEvent):
             try:
-                await self.client.request("PATCH", events_path(action.namespace, action.name), body=patch,
-                                          content_type=STRATEGIC_MERGE_PATCH, retry=False)
-                return
+                return await self.client.request("PATCH", events_path(action.namespace, action.name),
+                                                 body=action.patch, content_type=STRATEGIC_MERGE_PATCH,
+                                                 retry=False)
             except ApiError as exc:
-                if not exc.not_found or getattr(action, "body", None) is None:
-                    raise  # client-go: a patch of a vanished event becomes a create
-        body = action.body
-        await self.client.request("POST", events_path(body["metadata"]["namespace"]), body=body, retry=False)
+                if not exc.not_found:
+                    raise
+            body = encode(action.event)  # client-go: a patch of a vanished event becomes a create
+            body.get("metadata", {}).pop("resourceVersion", None)
+            return await self.client.request("POST", events_path(action.namespace), body=body, retry=False)
+        return await self.client.request("POST", events_path(action.namespace), body=action.body, retry=False)

@@ -14,19 +14,22 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
+from nodeagent.api.codec import DecodeError, decode, encode
+from nodeagent.api.node import Lease, Node, NodeSpec, NodeStatus
 from nodeagent.kube.client import ApiError, KubeClient, Unreachable, describe
 from nodeagent.kube.strategicpatch import two_way
+from nodeagent.node.status import (
+    NodeStatusBuilder, ReportSchedule, lease, lease_renew_interval, renew_lease, status_changed,
+)
 
 log = structlog.get_logger("nodeagent.kube.node")
 
 LEASE_NAMESPACE = "kube-node-lease"
-RENEW_FRACTION = 0.25  # kubelet nodeLeaseRenewIntervalFraction
 MAX_BACKOFF = 7.0  # kubelet lease controller maxBackoff
 
 
@@ -36,11 +39,6 @@ def node_path(name: str = "", sub: str = "") -> str:
 
 def lease_path(name: str = "") -> str:
     return f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases" + (f"/{name}" if name else "")
-
-
-def micro_time(now: float) -> str:
-    """metav1.MicroTime as the API prints it."""
-    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class ApiConnectionState:
@@ -66,29 +64,21 @@ class ApiConnectionState:
         return {"connected": self.connected, "lastError": self.last_error}
 
 
-NodeBuilder = Callable[[], Awaitable[dict[str, Any]]]
-StatusBuilder = Callable[[dict[str, Any] | None], Awaitable[dict[str, Any]]]
-
-
 class NodeReporter:
-    def __init__(self, client: KubeClient, node_name: str, *, initial_node: NodeBuilder,
-                 node_status: StatusBuilder, status_changed: Callable[[dict[str, Any], dict[str, Any]], bool],
-                 update_frequency: float = 10.0, report_frequency: float = 300.0, register: bool = True,
-                 state: ApiConnectionState | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, client: KubeClient, node_name: str, *, builder: NodeStatusBuilder,
+                 initial_node: Callable[[NodeStatus], Node], update_frequency: float = 10.0,
+                 report_frequency: float = 300.0, register: bool = True,
+                 state: ApiConnectionState | None = None) -> None:
         self.client = client
         self.node_name = node_name
+        self.builder = builder
         self.initial_node = initial_node
-        self.node_status = node_status
-        self.status_changed = status_changed
         self.update_frequency = update_frequency
-        self.report_frequency = report_frequency
+        self.schedule = ReportSchedule(report_frequency=report_frequency)
         self.register = register
         self.state = state or ApiConnectionState()
         self.node: dict[str, Any] | None = None  # the Node as the API server last returned it
         self.registered = asyncio.Event()
-        self._last_report = 0.0
-        self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._kick = asyncio.Event()
 
     @property
@@ -96,7 +86,7 @@ class NodeReporter:
         return (self.node or {}).get("metadata", {}).get("uid")
 
     def update_now(self) -> None:
-        """Something the status shows changed (runtime down, pressure): do not wait 10 s."""
+        """Something the status shows changed (runtime down, pressure): do not wait."""
         self._kick.set()
 
     async def run(self) -> None:
@@ -121,58 +111,69 @@ class NodeReporter:
                 pass
             self._kick.clear()
 
+    def _adopt(self, node: dict[str, Any]) -> None:
+        self.node = node
+        try:
+            self.builder.observe_spec(decode(NodeSpec, node.get("spec") or {}))
+        except DecodeError:
+            pass
+
     async def _register(self) -> None:
         if not self.register:
-            self.node = await self.client.get(node_path(self.node_name))
+            self._adopt(await self.client.get(node_path(self.node_name)))
             self.registered.set()
             return
-        body = await self.initial_node()
+        wanted = encode(self.initial_node(self.builder.build(None)))
         try:
-            self.node = await self.client.create(node_path(), body)
+            self._adopt(await self.client.create(node_path(), wanted))
             log.info("node registered", node=self.node_name, node_uid=self.uid)
         except ApiError as exc:
             if not exc.conflict:
                 raise
-            self.node = await self.client.get(node_path(self.node_name))
+            self._adopt(await self.client.get(node_path(self.node_name)))
             log.info("node already registered; adopting it", node=self.node_name, node_uid=self.uid)
-            await self._reconcile_existing(body)
+            await self._reconcile_existing(wanted)
         self.registered.set()
-        self._last_report = 0.0
+        self.schedule.last_report = None  # report the full status at once
 
     async def _reconcile_existing(self, wanted: dict[str, Any]) -> None:
-        """kubelet reconcileExtendedResource/updateDefaultLabels: the labels the
-        agent sets itself follow this host (os/arch/hostname, --node-labels)."""
+        """kubelet updateDefaultLabels: the labels the agent sets itself
+        follow this host (os/arch/hostname, --node-labels)."""
         assert self.node is not None
         labels = self.node.get("metadata", {}).get("labels") or {}
         missing = {k: v for k, v in (wanted.get("metadata", {}).get("labels") or {}).items() if labels.get(k) != v}
         if missing:
-            self.node = await self.client.patch(node_path(self.node_name),
-                                                {"metadata": {"labels": missing}})
+            self._adopt(await self.client.patch(node_path(self.node_name), {"metadata": {"labels": missing}}))
 
     async def sync(self) -> bool:
         """Compute the status; patch it when it changed or the report period
         passed. True when the API server was written to."""
         assert self.node is not None
-        previous = self.node.get("status") or {}
-        status = await self.node_status(previous)
-        now = self._clock()
-        due = now - self._last_report >= self.report_frequency
-        if not due and not self.status_changed(previous, status):
-            return
-        patch = two_way({"status": previous}, {"status": status})
-        if not patch:
-            self._last_report = now
-            return
+        previous_json = self.node.get("status") or {}
         try:
-            self.node = await self.client.patch(node_path(self.node_name, "status"), patch)
-        except ApiError as exc:
-            if exc.not_found:  # someone deleted the Node: register it again
-                log.warning("node object was deleted; registering again", node=self.node_name)
-                self.registered.clear()
-                await self._register()
-                return
-            raise
-        self._last_report = now
+            previous: NodeStatus | None = decode(NodeStatus, previous_json)
+        except DecodeError:
+            previous = None
+        new = self.builder.build(previous)
+        changed = status_changed(previous, new)
+        now = time.monotonic()
+        if not self.schedule.should_patch(changed, now):
+            return False
+        wanted = dict(previous_json)  # fields the agent does not know stay as they are
+        wanted.update(encode(new))
+        patch = two_way({"status": previous_json}, {"status": wanted})
+        if patch:
+            try:
+                self._adopt(await self.client.patch(node_path(self.node_name, "status"), patch))
+            except ApiError as exc:
+                if exc.not_found:  # someone deleted the Node: register it again
+                    log.warning("node object was deleted; registering again", node=self.node_name)
+                    self.registered.clear()
+                    await self._register()
+                    return True
+                raise
+        self.schedule.reported(changed, now)
+        return bool(patch)
 
 
 class LeaseRenewer:
@@ -185,21 +186,11 @@ class LeaseRenewer:
         self.node_name = node_name
         self.node_uid = node_uid
         self.duration = duration_seconds
-        self.interval = duration_seconds * RENEW_FRACTION
+        self.interval = lease_renew_interval(duration_seconds)
         self.state = state or ApiConnectionState()
         self.lease: dict[str, Any] | None = None
         self.renewals = 0
         self._wall = wall or time.time
-
-    def _body(self) -> dict[str, Any]:
-        now = micro_time(self._wall())
-        meta: dict[str, Any] = {"name": self.node_name, "namespace": LEASE_NAMESPACE}
-        uid = self.node_uid()
-        if uid:
-            meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": uid}]
-        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
-                "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": self.duration,
-                         "renewTime": now}}
 
     async def run(self) -> None:
         if self.node_registered is not None:
@@ -222,24 +213,26 @@ class LeaseRenewer:
                 delay = min(delay * 2, MAX_BACKOFF)
 
     async def renew(self, *, retry: bool = True) -> None:
-        wanted = self._body()
+        uid = self.node_uid() or ""
         if self.lease is None:
             try:
                 self.lease = await self.client.get(lease_path(self.node_name))
             except ApiError as exc:
                 if not exc.not_found:
                     raise
-                self.lease = await self.client.create(lease_path(), wanted)
+                created = lease(self.node_name, uid, self.duration, now=self._wall())
+                self.lease = await self.client.create(lease_path(), encode(created))
                 self.renewals += 1
                 return
-        body = dict(self.lease)
-        meta = dict(body.get("metadata") or {})
-        if "ownerReferences" in wanted["metadata"] and not meta.get("ownerReferences"):
-            meta["ownerReferences"] = wanted["metadata"]["ownerReferences"]
-        body["metadata"] = meta
-        body["spec"] = dict(body.get("spec") or {}, **wanted["spec"])
         try:
-            self.lease = await self.client.replace(lease_path(self.node_name), body)
+            current = decode(Lease, self.lease)
+        except DecodeError:
+            current = lease(self.node_name, uid, self.duration, now=self._wall())
+        renewed = renew_lease(current, self.node_name, uid, now=self._wall())
+        renewed.spec.holder_identity = self.node_name
+        renewed.spec.lease_duration_seconds = self.duration
+        try:
+            self.lease = await self.client.replace(lease_path(self.node_name), encode(renewed))
             self.renewals += 1
         except ApiError as exc:
             if (exc.conflict or exc.not_found) and retry:
