@@ -56,7 +56,7 @@ class EnvObjects:
         if isinstance(obj, ConfigMapData):
             values = dict(obj.data)
         else:
-            values = {k: v.decode("utf-8", "surrogateescape") for k, v in obj.data.items()}
+            values = {k: v.decode("utf-8", "replace") for k, v in obj.data.items()}  # CRI strings are UTF-8
         env: dict[str, str] = {}
         invalid = []
         for key in sorted(values):
@@ -84,7 +84,7 @@ class EnvObjects:
             if value is not None:
                 return value
         elif selector.key in obj.data:
-            return obj.data[selector.key].decode("utf-8", "surrogateescape")
+            return obj.data[selector.key].decode("utf-8", "replace")
         if optional:
             return None
         what = "ConfigMap" if kind == "configMap" else "Secret"

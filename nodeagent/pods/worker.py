@@ -457,8 +457,8 @@ class PodWorker:
         prepared = await self._config_volumes.prepare(self.pod)  # configdata/volumes.py
         for message in prepared.warnings:  # stale content stays mounted; containers go on
             self._event("", WARNING, "FailedMount", message)
-        if prepared.retry_in is not None:
-            plan.soon(prepared.retry_in)
+        if prepared.retry_in is not None and prepared.retry_in < self.deps.resync_period:
+            plan.soon(prepared.retry_in)  # later ones (a token refresh) come with a resync
         if prepared.errors:
             return self._volumes_failed(prepared.errors, plan)
         return {**mounts, **prepared.paths}
