@@ -22,6 +22,7 @@ class MemoryConfigObjects:
         self.token_requests: list[dict[str, object]] = []
         self.unavailable = False  # an API server outage
         self.token_lifetime: float | None = None  # None: as requested
+        self.reads = 0  # config_map/secret calls: how often pods looked
         self._version = 0
 
     # -- what tests do --------------------------------------------------------
@@ -59,10 +60,12 @@ class MemoryConfigObjects:
     # -- ConfigObjects -------------------------------------------------------------
 
     async def config_map(self, namespace: str, name: str) -> ConfigMapData | None:
+        self.reads += 1
         self._check()
         return self.config_maps.get((namespace, name))
 
     async def secret(self, namespace: str, name: str) -> SecretData | None:
+        self.reads += 1
         self._check()
         return self.secrets.get((namespace, name))
 

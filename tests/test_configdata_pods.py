@@ -226,6 +226,7 @@ async def test_service_account_volume_as_admission_injects_it(node: Node) -> Non
                        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
                            "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}],
                    mounts=[{"name": "kube-api-access-abcde", "mountPath": sa_dir, "readOnly": True}])
+    node.manager.deps.resync_period = 1.0
     node.manager.set_pods(SOURCE, [pod])
     cid = await node.running_container(pod)
     assert await node.exec(cid, "cat", f"{sa_dir}/namespace") == NS
@@ -237,6 +238,10 @@ async def test_service_account_volume_as_admission_injects_it(node: Node) -> Non
                        "pod_uid": pod.metadata.uid, "audiences": (), "expiration_seconds": 3607}
     mounts = await node.exec(cid, "cat", "/proc/mounts")
     assert any(line.split()[1:3] == [sa_dir, "tmpfs"] for line in mounts.splitlines()), mounts
+    # The token's refresh is due in 48 min; the pod still resyncs (and rereads its volumes).
+    reads = node.objects.reads
+    await wait_for(lambda: node.objects.reads >= reads + 2, timeout=8, what="periodic resyncs")
+    assert len(node.objects.token_requests) == 1
 
 
 async def test_static_pod_downward_api_volume_in_the_agent(agent: AgentProcess, devenv: DevEnv,
