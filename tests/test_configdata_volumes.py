@@ -18,7 +18,7 @@ from nodeagent.api.defaults import apply_defaults
 from nodeagent.api.types import Pod
 from nodeagent.api.validation import validate_pod
 from nodeagent.configdata import atomic
-from nodeagent.configdata.tokens import TokenCache
+from nodeagent.configdata.tokens import TokenCache, TokenKey
 from nodeagent.configdata.volumes import PodConfigVolumes, Prepared
 from nodeagent.pods import crispec
 from nodeagent.pods import volumes as podvolumes
@@ -421,3 +421,26 @@ async def test_cleanup_removes_mounts_and_files(volumes: PodConfigVolumes, objec
 def test_read_payload_helper(tmp_path: Path) -> None:
     atomic.write(tmp_path, {"x": atomic.FileProjection(b"1", 0o600)})
     assert atomic.read_payload(tmp_path) == {"x": (b"1", 0o600)}
+
+
+async def test_long_tokens_are_refreshed_after_24_hours(objects: MemoryConfigObjects) -> None:
+    now = [5_000_000.0]
+    cache = TokenCache(clock=lambda: now[0])
+    week = 7 * 24 * 3600
+    key = TokenKey(namespace=NS, service_account="builder", audiences=("api",), expiration_seconds=week,
+                   pod_name="web", pod_uid=UID)
+    objects.token_lifetime = week
+    real = objects.service_account_token
+
+    async def at_fake_now(*args: Any, **kwargs: Any) -> Any:
+        token = await real(*args, **kwargs)
+        return type(token)(token.token, now[0] + week)
+
+    objects.service_account_token = at_fake_now  # type: ignore[method-assign]
+    first = await cache.get(objects, key)
+    assert cache.next_refresh_in() == 24 * 3600  # long before 80 % of a week
+    now[0] += 23 * 3600
+    assert await cache.get(objects, key) == first
+    now[0] += 3600 + 1
+    assert await cache.get(objects, key) != first
+    assert len(objects.token_requests) == 2
