@@ -243,9 +243,10 @@ def test_invalid_host_path_type_and_unsupported_volumes(root_dir: Path, tmp_path
     with pytest.raises(VolumeError, match='volume "x" : Pipe is an invalid volume type'):
         volumes.prepare_volumes(make_pod(host_path("x", tmp_path, "Pipe")), root_dir,
                                 allocatable_memory_bytes=GiB)
+    # configMap (and secret, downwardAPI, projected) volumes are nodeagent/configdata's.
     cm = Volume(name="cfg", config_map=ConfigMapVolumeSource(name="cfg"))
-    with pytest.raises(VolumeError, match='volume "cfg" : configMap and secret volumes'):
-        volumes.prepare_volumes(make_pod(cm), root_dir, allocatable_memory_bytes=GiB)
+    assert volumes.prepare_volumes(make_pod(cm), root_dir, allocatable_memory_bytes=GiB) == {}
+    assert not (root_dir / "pods" / UID / "volumes" / "kubernetes.io~configmap").exists()
     hp = Volume(name="ram", empty_dir=EmptyDirVolumeSource(medium="HugePages"))
     with pytest.raises(VolumeError, match='volume "ram" : emptyDir medium'):
         volumes.prepare_volumes(make_pod(hp), root_dir, allocatable_memory_bytes=GiB)

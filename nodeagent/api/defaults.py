@@ -27,7 +27,9 @@ In every container and init container:
 In volumes:
   * a volume with no source becomes emptyDir {}
   * hostPath.type None -> "" (no check)
-  * configMap/secret defaultMode 420 (0644)
+  * configMap/secret/downwardAPI/projected defaultMode 420 (0644)
+  * downwardAPI items' fieldRef.apiVersion "v1" (also inside projections)
+  * projected serviceAccountToken.expirationSeconds 3600
 (emptyDir.medium already defaults to "" by construction.)
 """
 
@@ -38,6 +40,7 @@ import math
 from nodeagent.api.quantity import Quantity
 from nodeagent.api.types import (
     Container,
+    DownwardAPIVolumeFile,
     EmptyDirVolumeSource,
     HTTPGetAction,
     Lifecycle,
@@ -64,6 +67,7 @@ DEFAULT_HTTP_PATH = "/"
 DEFAULT_HTTP_SCHEME = "HTTP"
 DEFAULT_FIELD_REF_API_VERSION = "v1"
 DEFAULT_VOLUME_MODE = 0o644  # 420
+DEFAULT_TOKEN_EXPIRATION_SECONDS = 3600  # serviceAccountToken projections
 PULL_ALWAYS = "Always"
 PULL_IF_NOT_PRESENT = "IfNotPresent"
 
@@ -169,7 +173,8 @@ def _default_http_get(action: HTTPGetAction) -> None:
 
 
 def _default_volume(v: Volume) -> None:
-    if v.empty_dir is None and v.host_path is None and v.config_map is None and v.secret is None:
+    if all(src is None for src in (v.empty_dir, v.host_path, v.config_map, v.secret,
+                                   v.downward_api, v.projected)):
         v.empty_dir = EmptyDirVolumeSource()
     if v.host_path is not None and v.host_path.type is None:
         v.host_path.type = ""
@@ -177,3 +182,22 @@ def _default_volume(v: Volume) -> None:
         v.config_map.default_mode = DEFAULT_VOLUME_MODE
     if v.secret is not None and v.secret.default_mode is None:
         v.secret.default_mode = DEFAULT_VOLUME_MODE
+    if v.downward_api is not None:
+        if v.downward_api.default_mode is None:
+            v.downward_api.default_mode = DEFAULT_VOLUME_MODE
+        _default_field_refs(v.downward_api.items)
+    if v.projected is not None:
+        if v.projected.default_mode is None:
+            v.projected.default_mode = DEFAULT_VOLUME_MODE
+        for source in v.projected.sources:
+            if source.downward_api is not None:
+                _default_field_refs(source.downward_api.items)
+            token = source.service_account_token
+            if token is not None and token.expiration_seconds is None:
+                token.expiration_seconds = DEFAULT_TOKEN_EXPIRATION_SECONDS
+
+
+def _default_field_refs(items: list[DownwardAPIVolumeFile]) -> None:
+    for item in items:
+        if item.field_ref is not None and not item.field_ref.api_version:
+            item.field_ref.api_version = DEFAULT_FIELD_REF_API_VERSION

@@ -308,12 +308,91 @@ class SecretVolumeSource:
 
 
 @dataclass
+class DownwardAPIVolumeFile:
+    path: str = ""
+    field_ref: ObjectFieldSelector | None = None
+    resource_field_ref: ResourceFieldSelector | None = None
+    mode: int | None = None
+
+
+@dataclass
+class DownwardAPIVolumeSource:
+    items: list[DownwardAPIVolumeFile] = f(factory=list)
+    default_mode: int | None = None
+
+
+@dataclass
+class SecretProjection:
+    name: str = ""
+    items: list[KeyToPath] = f(factory=list)
+    optional: bool | None = None
+
+
+@dataclass
+class ConfigMapProjection:
+    name: str = ""
+    items: list[KeyToPath] = f(factory=list)
+    optional: bool | None = None
+
+
+@dataclass
+class DownwardAPIProjection:
+    items: list[DownwardAPIVolumeFile] = f(factory=list)
+
+
+@dataclass
+class ServiceAccountTokenProjection:
+    audience: str = ""
+    expiration_seconds: int | None = None
+    path: str = ""
+
+
+@dataclass
+class LabelSelectorRequirement:
+    key: str = ""
+    operator: str = ""
+    values: list[str] = f(factory=list)
+
+
+@dataclass
+class LabelSelector:
+    match_labels: dict[str, str] = f(factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = f(factory=list)
+
+
+@dataclass
+class ClusterTrustBundleProjection:
+    name: str | None = None
+    signer_name: str | None = None
+    label_selector: LabelSelector | None = None
+    optional: bool | None = None
+    path: str = ""
+
+
+@dataclass
+class VolumeProjection:
+    secret: SecretProjection | None = None
+    downward_api: DownwardAPIProjection | None = f(json="downwardAPI")
+    config_map: ConfigMapProjection | None = None
+    service_account_token: ServiceAccountTokenProjection | None = None
+    cluster_trust_bundle: ClusterTrustBundleProjection | None = None
+
+
+@dataclass
+class ProjectedVolumeSource:
+    sources: list[VolumeProjection] = f(factory=list)
+    default_mode: int | None = None
+
+
+@dataclass
 class Volume:
     name: str = ""
     empty_dir: EmptyDirVolumeSource | None = None
     host_path: HostPathVolumeSource | None = None
     config_map: ConfigMapVolumeSource | None = None
     secret: SecretVolumeSource | None = None
+    downward_api: DownwardAPIVolumeSource | None = f(json="downwardAPI")
+    projected: ProjectedVolumeSource | None = None
 
 
 # -- pod spec -------------------------------------------------------------------

@@ -39,6 +39,7 @@ from nodeagent.api.types import (
     ConfigMapVolumeSource,
     Container,
     ContainerPort,
+    DownwardAPIVolumeFile,
     EnvFromSource,
     EnvVar,
     ExecAction,
@@ -55,6 +56,7 @@ from nodeagent.api.types import (
     PodSecurityContext,
     PodSpec,
     Probe,
+    ProjectedVolumeSource,
     ResourceFieldSelector,
     ResourceRequirements,
     SeccompProfile,
@@ -344,6 +346,9 @@ ENV_FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.
 CONVERTIBLE_FIELD_PATHS = frozenset(ENV_FIELD_PATHS) | {
     "metadata.labels", "metadata.annotations", "spec.restartPolicy", "spec.schedulerName",
     "spec.hostNetwork", "status.phase", "status.nominatedNodeName"}
+# validVolumeDownwardAPIFieldPathExpressions: labels/annotations whole or subscripted.
+VOLUME_FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.labels",
+                      "metadata.annotations", "metadata.uid")
 RESOURCE_FIELD_REFS = ("limits.cpu", "limits.memory", "limits.ephemeral-storage",
                        "requests.cpu", "requests.memory", "requests.ephemeral-storage")
 RESOURCE_FIELD_REF_PREFIXES = ("limits.hugepages-", "requests.hugepages-")
@@ -388,7 +393,8 @@ def validate_static_pod(pod: Pod) -> list[FieldError]:
     """Rules only static pods have: no references to API objects.
 
     A static pod runs before (or without) an API server, so the kubelet
-    refuses configmaps, secrets and service accounts in it.
+    refuses configmaps, secrets and service accounts in it (also as projected
+    sources; downwardAPI data needs no API server and is allowed).
     """
     errors: list[FieldError] = []
 
@@ -404,6 +410,14 @@ def validate_static_pod(pod: Pod) -> list[FieldError]:
             forbid(f"spec.volumes[{i}].configMap", "configmaps")
         if vol.secret is not None:
             forbid(f"spec.volumes[{i}].secret", "secrets")
+        for j, source in enumerate(vol.projected.sources if vol.projected is not None else ()):
+            base = f"spec.volumes[{i}].projected.sources[{j}]"
+            for key, what, ref in (("configMap", "configmaps", source.config_map),
+                                   ("secret", "secrets", source.secret),
+                                   ("serviceAccountToken", "service account tokens", source.service_account_token),
+                                   ("clusterTrustBundle", "cluster trust bundles", source.cluster_trust_bundle)):
+                if ref is not None:
+                    forbid(f"{base}.{key}", what)
     for group, containers in (("initContainers", spec.init_containers),
                               ("containers", spec.containers)):
         for i, c in enumerate(containers):
@@ -604,7 +618,8 @@ class _Validator:
 
     def volume_source(self, vol: Volume, path: str) -> None:
         sources = [("emptyDir", vol.empty_dir), ("hostPath", vol.host_path),
-                   ("secret", vol.secret), ("configMap", vol.config_map)]
+                   ("secret", vol.secret), ("downwardAPI", vol.downward_api),
+                   ("configMap", vol.config_map), ("projected", vol.projected)]
         present = [(name, src) for name, src in sources if src is not None]
         if not present:
             self.add(path, REQUIRED, "must specify a volume type")
@@ -634,6 +649,13 @@ class _Validator:
             self.config_map_volume(vol.config_map, f"{path}.configMap")
         elif vol.secret is not None and name == "secret":
             self.secret_volume(vol.secret, f"{path}.secret")
+        elif vol.downward_api is not None and name == "downwardAPI":
+            dpath = f"{path}.downwardAPI"
+            self.file_mode(f"{dpath}.defaultMode", vol.downward_api.default_mode)
+            for item in vol.downward_api.items:  # upstream reports items at the volume's path
+                self.downward_api_file(item, dpath)
+        elif vol.projected is not None and name == "projected":
+            self.projected_volume(vol.projected, f"{path}.projected")
 
     @staticmethod
     def is_hugepages_medium(medium: str) -> bool:
@@ -660,22 +682,114 @@ class _Validator:
         self.file_mode(f"{path}.defaultMode", src.default_mode)
         self.key_to_paths(src.items, f"{path}.items")
 
+    def downward_api_file(self, item: DownwardAPIVolumeFile, path: str) -> None:
+        """validateDownwardAPIVolumeFile."""
+        if not item.path:
+            self.add(f"{path}.path", REQUIRED)
+        self.local_non_reserved_path(f"{path}.path", item.path)
+        if item.field_ref is not None:
+            self.field_ref(item.field_ref, f"{path}.fieldRef", VOLUME_FIELD_PATHS)
+            if item.resource_field_ref is not None:
+                self.add(path, INVALID, "fieldRef and resourceFieldRef can not be specified simultaneously",
+                         "resource")
+        elif item.resource_field_ref is not None:
+            self.resource_field_ref(item.resource_field_ref, f"{path}.resourceFieldRef", volume=True)
+        else:
+            self.add(path, REQUIRED, "one of fieldRef and resourceFieldRef is required")
+        self.file_mode(f"{path}.mode", item.mode)
+
+    def projected_volume(self, src: ProjectedVolumeSource, path: str) -> None:
+        """validateProjectedVolumeSource + validateProjectionSources (paths as upstream
+        reports them, some at the volume rather than the source)."""
+        self.file_mode(f"{path}.defaultMode", src.default_mode)
+        seen: set[str] = set()
+
+        def unique(item_path: str, value: str) -> None:
+            if item_path in seen:
+                self.add(path, INVALID, "conflicting duplicate paths", value)
+            seen.add(item_path)
+
+        for i, source in enumerate(src.sources):
+            spath = f"{path}.sources[{i}]"
+            count = 0
+            for kind, ref in (("secret", source.secret), ("configMap", source.config_map)):
+                if ref is None:
+                    continue
+                count += 1
+                if not ref.name:
+                    self.add(f"{spath}.{kind}.name", REQUIRED)
+                for j, item in enumerate(ref.items):
+                    self.key_to_path(item, f"{spath}.{kind}.items[{j}]")
+                    if item.path:
+                        unique(item.path, ref.name)
+            if source.downward_api is not None:
+                count += 1
+                for item in source.downward_api.items:
+                    self.downward_api_file(item, f"{spath}.downwardAPI")
+                    if item.path:
+                        unique(item.path, item.path)
+            token = source.service_account_token
+            if token is not None:
+                count += 1
+                tpath = f"{spath}.serviceAccountToken"
+                seconds = token.expiration_seconds or 0
+                if seconds < 10 * 60:
+                    self.add(f"{tpath}.expirationSeconds", INVALID,
+                             "may not specify a duration less than 10 minutes", seconds)
+                if seconds > 1 << 32:
+                    self.add(f"{tpath}.expirationSeconds", INVALID,
+                             "may not specify a duration larger than 2^32 seconds", seconds)
+                if not token.path:
+                    self.add(f"{path}.path", REQUIRED)
+                else:
+                    self.local_non_reserved_path(f"{path}.path", token.path)
+            bundle = source.cluster_trust_bundle
+            if bundle is not None:  # accepted here, refused by the node at mount time
+                count += 1
+                bpath = f"{spath}.clusterTrustBundlePEM"
+                if bundle.name is not None and bundle.signer_name is not None:
+                    self.add(bpath, INVALID, "only one of name and signerName may be used", bundle.name)
+                elif bundle.name is not None:
+                    if not bundle.name:
+                        self.add(f"{bpath}.name", REQUIRED, "must be a valid object name")
+                    if bundle.label_selector is not None:
+                        self.add(f"{bpath}.labelSelector", INVALID,
+                                 "labelSelector must be unset if name is specified", "")
+                elif bundle.signer_name is not None:
+                    if bundle.label_selector is None:
+                        self.add(f"{bpath}.labelSelector", REQUIRED,
+                                 "labelSelector must be set if signerName is set")
+                else:
+                    self.add(bpath, REQUIRED, "either name or signerName must be used")
+                if not bundle.path:
+                    self.add(f"{bpath}.path", REQUIRED)
+                self.local_non_reserved_path(f"{bpath}.path", bundle.path)
+                unique(bundle.path, bundle.path)
+            if count > 1:
+                self.add(spath, FORBIDDEN, "may not specify more than 1 volume type per source")
+
     def file_mode(self, path: str, mode: int | None) -> None:
         if mode is not None and not 0 <= mode <= 0o777:
             self.add(path, INVALID, "must be a number between 0 and 0777 (octal), both inclusive", mode)
 
     def key_to_paths(self, items: list[KeyToPath], path: str) -> None:
         for i, item in enumerate(items):
-            ipath = f"{path}[{i}]"
-            if not item.key:
-                self.add(f"{ipath}.key", REQUIRED)
-            if not item.path:
-                self.add(f"{ipath}.path", REQUIRED)
-            else:
-                self.local_descending_path(f"{ipath}.path", item.path)
-                if item.path.startswith(".."):
-                    self.add(f"{ipath}.path", INVALID, "must not start with '..'", item.path)
-            self.file_mode(f"{ipath}.mode", item.mode)
+            self.key_to_path(item, f"{path}[{i}]")
+
+    def key_to_path(self, item: KeyToPath, ipath: str) -> None:
+        if not item.key:
+            self.add(f"{ipath}.key", REQUIRED)
+        if not item.path:
+            self.add(f"{ipath}.path", REQUIRED)
+        else:
+            self.local_non_reserved_path(f"{ipath}.path", item.path)
+        self.file_mode(f"{ipath}.mode", item.mode)
+
+    def local_non_reserved_path(self, path: str, value: str) -> None:
+        """ValidateLocalNonReservedPath: relative, no '..' element, not starting with '..'."""
+        self.local_descending_path(path, value)
+        if value.startswith(".."):
+            self.add(path, INVALID, "must not start with '..'", value)
 
     def no_backsteps(self, path: str, value: str) -> None:
         if ".." in re.split(r"[/\\]", value):
@@ -845,7 +959,8 @@ class _Validator:
             elif count > 1:
                 self.add(vpath, INVALID, "may not have more than one field specified at a time", "")
 
-    def field_ref(self, ref: ObjectFieldSelector, path: str) -> None:
+    def field_ref(self, ref: ObjectFieldSelector, path: str,
+                  allowed: tuple[str, ...] = ENV_FIELD_PATHS) -> None:
         if not ref.api_version:
             self.add(f"{path}.apiVersion", REQUIRED)
             return
@@ -870,11 +985,13 @@ class _Validator:
             self.add(f"{path}.fieldPath", INVALID,
                      f"error converting fieldPath: field label not supported: {field_path}",
                      field_path)
-        elif field_path not in ENV_FIELD_PATHS:
-            self.errors.append(_not_supported(f"{path}.fieldPath", field_path, ENV_FIELD_PATHS))
+        elif field_path not in allowed:
+            self.errors.append(_not_supported(f"{path}.fieldPath", field_path, allowed))
 
-    def resource_field_ref(self, ref: ResourceFieldSelector, path: str) -> None:
-        if not ref.resource:
+    def resource_field_ref(self, ref: ResourceFieldSelector, path: str, *, volume: bool = False) -> None:
+        if volume and not ref.container_name:
+            self.add(f"{path}.containerName", REQUIRED)
+        elif not ref.resource:
             self.add(f"{path}.resource", REQUIRED)
         elif ref.resource not in RESOURCE_FIELD_REFS and not ref.resource.startswith(
                 RESOURCE_FIELD_REF_PREFIXES):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodeagent.api.quantity import Quantity
 from nodeagent.api.types import (
@@ -41,6 +41,9 @@ from nodeagent.api.types import (
 )
 from nodeagent.cgroups import values as cgroup_values
 from nodeagent.cri.pb import api_pb2 as pb
+
+if TYPE_CHECKING:
+    from nodeagent.configdata.env import EnvObjects
 
 # -- labels and annotations (kuberuntime/labels.go, k8s.io/kubelet/pkg/types) ----
 
@@ -356,7 +359,7 @@ def expand(text: str, lookup: Callable[[str], str | None]) -> str:
 
 # -- environment (kubelet_pods.go makeEnvironmentVariables) ----------------------
 
-def _format_map(values: Mapping[str, str]) -> str:
+def format_map(values: Mapping[str, str]) -> str:
     """fieldpath.FormatMap: sorted `key="value"` lines."""
     return "\n".join(f"{k}={go_quote(values[k])}" for k in sorted(values))
 
@@ -386,8 +389,8 @@ def pod_field_value(ref: ObjectFieldSelector, pod: Pod, ctx: NodeContext,
         "metadata.name": lambda: meta.name,
         "metadata.namespace": lambda: meta.namespace,
         "metadata.uid": lambda: meta.uid,
-        "metadata.labels": lambda: _format_map(meta.labels),
-        "metadata.annotations": lambda: _format_map(meta.annotations),
+        "metadata.labels": lambda: format_map(meta.labels),
+        "metadata.annotations": lambda: format_map(meta.annotations),
         # Static pods get spec.nodeName from the kubelet; fall back to this node.
         "spec.nodeName": lambda: pod.spec.node_name or ctx.node_name,
         "spec.host": lambda: pod.spec.node_name or ctx.node_name,
@@ -443,23 +446,31 @@ def _config_source_error(pod: Pod, kind: str, name: str) -> ConfigError:
 
 
 def resolve_env(pod: Pod, container: Container, ctx: NodeContext, *,
-                sandbox_ip: str) -> list[tuple[str, str]]:
-    """The container's environment in declaration order (later duplicates replace the
-    value in place). `$(VAR)` in a value expands against the variables before it."""
-    for source in container.env_from:
-        if source.config_map_ref is not None:
-            raise _config_source_error(pod, "configMap", source.config_map_ref.name)
-        if source.secret_ref is not None:
-            raise _config_source_error(pod, "secret", source.secret_ref.name)
-    pod_ips = [sandbox_ip] if sandbox_ip else (list(ctx.node_ips) if pod.spec.host_network else [])
+                sandbox_ip: str, objects: EnvObjects | None = None) -> list[tuple[str, str]]:
+    """The container's environment: envFrom sources first, then env entries in
+    declaration order (a later name replaces the value in place). `$(VAR)` in a
+    value expands against the variables before it. `objects` holds the configMaps
+    and secrets the container references (configdata.env.fetch_env_objects);
+    without it (no API server) such a reference is an error."""
     env: dict[str, str] = {}
+    for source in container.env_from:
+        if objects is None:
+            if source.config_map_ref is not None:
+                raise _config_source_error(pod, "configMap", source.config_map_ref.name)
+            if source.secret_ref is not None:
+                raise _config_source_error(pod, "secret", source.secret_ref.name)
+            continue
+        env.update(objects.env_from(source))
+    pod_ips = [sandbox_ip] if sandbox_ip else (list(ctx.node_ips) if pod.spec.host_network else [])
     for var in container.env:
-        env[var.name] = _env_value(var, env, pod, container, ctx, pod_ips)
+        value = _env_value(var, env, pod, container, ctx, pod_ips, objects)
+        if value is not None:  # None: an optional reference to something absent
+            env[var.name] = value
     return list(env.items())
 
 
 def _env_value(var: EnvVar, env: Mapping[str, str], pod: Pod, container: Container,
-               ctx: NodeContext, pod_ips: Sequence[str]) -> str:
+               ctx: NodeContext, pod_ips: Sequence[str], objects: EnvObjects | None) -> str | None:
     if var.value:
         return expand(var.value, env.get)
     source = var.value_from
@@ -469,10 +480,12 @@ def _env_value(var: EnvVar, env: Mapping[str, str], pod: Pod, container: Contain
         return pod_field_value(source.field_ref, pod, ctx, pod_ips)
     if source.resource_field_ref is not None:
         return resource_field_value(source.resource_field_ref, pod, container, ctx)
-    if source.config_map_key_ref is not None:
-        raise _config_source_error(pod, "configMap", source.config_map_key_ref.name)
-    if source.secret_key_ref is not None:
-        raise _config_source_error(pod, "secret", source.secret_key_ref.name)
+    for kind, selector in (("configMap", source.config_map_key_ref), ("secret", source.secret_key_ref)):
+        if selector is None:
+            continue
+        if objects is None:
+            raise _config_source_error(pod, kind, selector.name)
+        return objects.key(kind, selector)
     return ""
 
 
@@ -699,7 +712,8 @@ def container_annotations(pod: Pod, container: Container, attempt: int) -> dict[
 def container_config(pod: Pod, container: Container, ctx: NodeContext, *, attempt: int,
                      image_ref: str, sandbox_ip: str, mounts: Mapping[str, str],
                      termination_log: Path | None,
-                     backoff_annotations: Mapping[str, str] = _NO_ANNOTATIONS) -> pb.ContainerConfig:
+                     backoff_annotations: Mapping[str, str] = _NO_ANNOTATIONS,
+                     env_objects: EnvObjects | None = None) -> pb.ContainerConfig:
     """generateContainerConfig. Raises ConfigError (-> CreateContainerConfigError).
 
     `mounts` maps volume name -> host path (volumes.prepare_volumes); `termination_log`
@@ -707,7 +721,7 @@ def container_config(pod: Pod, container: Container, ctx: NodeContext, *, attemp
     verify_run_as_non_root (it needs the image's user) and creates
     `pod_log_dir(pod, ctx) / container.name` (the kubelet's MkdirAll 0755).
     """
-    env = resolve_env(pod, container, ctx, sandbox_ip=sandbox_ip)
+    env = resolve_env(pod, container, ctx, sandbox_ip=sandbox_ip, objects=env_objects)
     lookup = dict(env).get
     return pb.ContainerConfig(
         metadata=pb.ContainerMetadata(name=container.name, attempt=attempt),

@@ -199,16 +199,24 @@ def _setup_empty_dir(pod: Pod, volume: Volume, root_dir: Path, allocatable_memor
     if medium not in ("", "Memory"):
         raise ValueError(f"emptyDir medium {medium!r} is not supported")
     path = empty_dir_path(root_dir, pod.metadata.uid, volume.name)
+    setup_empty_dir_at(path, pod, volume,
+                       memory_bytes=allocatable_memory_bytes if medium == "Memory" else None)
+    return str(path)
+
+
+def setup_empty_dir_at(path: Path, pod: Pod, volume: Volume, *, memory_bytes: int | None) -> None:
+    """An emptyDir at `path`: a directory, or with `memory_bytes` (node allocatable
+    memory) a tmpfs sized by memory_volume_size. Also the wrapper of secret,
+    downwardAPI and projected volumes (configMap: a directory)."""
     created = _setup_dir(path)
-    if medium == "Memory":
+    if memory_bytes is not None:
         if any(m.mount_point == os.path.realpath(path) and m.fs_type == "tmpfs"
                for m in mounts_under(path)):
-            return str(path)
-        mount_tmpfs(path, memory_volume_size(pod, volume, allocatable_memory_bytes))
+            return
+        mount_tmpfs(path, memory_volume_size(pod, volume, memory_bytes))
         created = True
     if created:
         _apply_fs_group(path, pod)
-    return str(path)
 
 
 # -- hostPath -----------------------------------------------------------------------
@@ -240,7 +248,8 @@ def _go_strerror(exc: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _describe(exc: OSError | ValueError) -> str:
+def describe_error(exc: Exception) -> str:
+    """An error as the kubelet prints it: `path: message` for OS errors."""
     if isinstance(exc, OSError):
         return f"{exc.filename}: {_go_strerror(exc)}" if exc.filename else _go_strerror(exc)
     return str(exc)
@@ -250,15 +259,19 @@ def _describe(exc: OSError | ValueError) -> str:
 
 def prepare_volumes(pod: Pod, root_dir: Path, *, allocatable_memory_bytes: int) -> dict[str, str]:
     """Set up every pod volume and map its name to the host path containers mount.
-    Idempotent: call on every sync (existing dirs and tmpfs mounts are kept)."""
+    Idempotent: call on every sync (existing dirs and tmpfs mounts are kept).
+    configMap, secret, downwardAPI and projected volumes are left out: they need
+    the API server's objects (nodeagent/configdata/volumes.py writes them)."""
     _make_pod_dirs(root_dir, pod.metadata.uid)
     paths: dict[str, str] = {}
     for volume in pod.spec.volumes:
+        if is_config_volume(volume):
+            continue
         try:
             paths[volume.name] = _setup_volume(pod, volume, root_dir, allocatable_memory_bytes)
         except (OSError, ValueError) as exc:
             raise VolumeError(f'MountVolume.SetUp failed for volume "{volume.name}" : '
-                              f"{_describe(exc)}", volume.name) from exc
+                              f"{describe_error(exc)}", volume.name) from exc
     return paths
 
 
@@ -266,10 +279,13 @@ def _setup_volume(pod: Pod, volume: Volume, root_dir: Path, allocatable_memory_b
     if volume.host_path is not None:
         check_host_path_type(volume.host_path.path, volume.host_path.type)
         return volume.host_path.path
-    if volume.config_map is not None or volume.secret is not None:
-        raise ValueError("configMap and secret volumes are not supported yet")
     # No source at all is an emptyDir, as API defaulting makes it.
     return _setup_empty_dir(pod, volume, root_dir, allocatable_memory_bytes)
+
+
+def is_config_volume(volume: Volume) -> bool:
+    return any(src is not None for src in (volume.config_map, volume.secret, volume.downward_api,
+                                           volume.projected))
 
 
 # -- termination messages -------------------------------------------------------------
@@ -289,7 +305,7 @@ def termination_log_path(root_dir: Path, uid: str, container_name: str, attempt:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise VolumeError(f'error on creating termination-log file "{path}": {_describe(exc)}') from exc
+        raise VolumeError(f'error on creating termination-log file "{path}": {describe_error(exc)}') from exc
     return path
 
 
@@ -328,7 +344,7 @@ def cleanup_pod_dir(root_dir: Path, uid: str) -> None:
                               + ", ".join(m.mount_point for m in left))
         _remove_tree(os.path.realpath(top))
     except OSError as exc:
-        raise VolumeError(f"cannot remove {top}: {_describe(exc)}") from exc
+        raise VolumeError(f"cannot remove {top}: {describe_error(exc)}") from exc
 
 
 def _remove_tree(top: str) -> None:

@@ -24,6 +24,9 @@ from nodeagent.api.types import Container, Pod, PodCondition, PodStatus
 from nodeagent.cgroups.fs import CgroupError
 from nodeagent.cgroups.manager import CgroupManager
 from nodeagent.cri.client import CRIClient
+from nodeagent.configdata.env import fetch_env_objects
+from nodeagent.configdata.objects import ConfigObjects
+from nodeagent.configdata.volumes import PodConfigVolumes, has_config_volumes
 from nodeagent.cri.errors import CRIError, NotFoundError, RuntimeUnavailable
 from nodeagent.netns import hosts as etchosts
 from nodeagent.events import NORMAL, WARNING, record_event
@@ -59,6 +62,9 @@ class WorkerDeps:
     on_status: Callable[[str, PodStatus], None]
     resync_period: float = 60.0  # kubelet syncFrequency
     executor: Any = None
+    # configMaps, secrets and tokens from the API server; None: standalone, pods that
+    # reference them wait with a clear message.
+    config_objects: ConfigObjects | None = None
 
 
 def go_duration(seconds: float) -> str:
@@ -120,13 +126,22 @@ class PodWorker:
         self._pod_ip = ""  # the current sandbox's, for hooks
         self._post_start: asyncio.Task[str] | None = None
         self._kill_messages: dict[str, str] = {}  # container id -> why the agent killed it
+        self._config_volumes: PodConfigVolumes | None = None  # made for pods that have any
 
     # -- control from the manager ---------------------------------------
 
     def update(self, pod: Pod) -> None:
         self.pod = pod
         self._operation = "update"
+        self._register_objects()
         self.wake()
+
+    def _register_objects(self) -> None:
+        """Tell the object source what this pod references; a change to any of
+        it syncs the pod (volumes are rewritten, from any thread)."""
+        if self.deps.config_objects is not None:
+            loop = asyncio.get_running_loop()
+            self.deps.config_objects.register_pod(self.pod, lambda: loop.call_soon_threadsafe(self.wake))
 
     def wake(self) -> None:
         self._must_sync = True
@@ -175,6 +190,7 @@ class PodWorker:
     async def run(self) -> None:
         if self._predecessor is not None:  # same static pod name: let the old one go first
             await self._predecessor.done.wait()
+        self._register_objects()
         loop = asyncio.get_running_loop()
         deadline = loop.time()  # when the next sync is due without any wake
         if self.probes is not None:
@@ -208,6 +224,8 @@ class PodWorker:
                 deadline = loop.time() + (wait if wait is not None
                                           else self.deps.resync_period * (1 + 0.5 * random.random()))
         finally:
+            if self.deps.config_objects is not None:
+                self.deps.config_objects.unregister_pod(self.uid)
             if self.probes is not None:
                 await self.probes.stop()
             self.done.set()
@@ -431,16 +449,32 @@ class PodWorker:
 
     async def _prepare_volumes(self, plan: _Plan) -> dict[str, str] | None:
         try:
-            return await self._blocking(
+            mounts = await self._blocking(
                 volumes.prepare_volumes, self.pod, self.deps.node.root_dir,
                 allocatable_memory_bytes=self.deps.node.allocatable_memory_bytes)
         except volumes.VolumeError as exc:
-            # kubelet: the pod stays ContainerCreating (and a FailedMount event says why).
-            for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
-                self.view.waiting[c.name] = Waiting("ContainerCreating", str(exc))
-            self._log.warning("volume setup failed", error=str(exc))
-            plan.soon(SYNC_ERROR_BACKOFF)
-            return None
+            return self._volumes_failed([str(exc)], plan)
+        if not has_config_volumes(self.pod):
+            return mounts
+        if self._config_volumes is None:
+            self._config_volumes = PodConfigVolumes(self.deps.config_objects, self.deps.node, self._blocking)
+        prepared = await self._config_volumes.prepare(self.pod)  # configdata/volumes.py
+        for message in prepared.warnings:  # stale content stays mounted; containers go on
+            self._event("", WARNING, "FailedMount", message)
+        if prepared.retry_in is not None and prepared.retry_in < self.deps.resync_period:
+            plan.soon(prepared.retry_in)  # later ones (a token refresh) come with a resync
+        if prepared.errors:
+            return self._volumes_failed(prepared.errors, plan)
+        return {**mounts, **prepared.paths}
+
+    def _volumes_failed(self, messages: list[str], plan: _Plan) -> None:
+        """kubelet: the pod stays ContainerCreating, a FailedMount event says why."""
+        for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
+            self.view.waiting[c.name] = Waiting("ContainerCreating", messages[0])
+        for message in messages:
+            self._event("", WARNING, "FailedMount", message)
+        self._log.warning("volume setup failed", error=messages[0])
+        plan.soon(SYNC_ERROR_BACKOFF)
 
     # -- containers ---------------------------------------------------------
 
@@ -553,18 +587,23 @@ class PodWorker:
             return False
         try:
             crispec.verify_run_as_non_root(self.pod, c, image.uid, image.username)
+            env_objects = await fetch_env_objects(self.pod, c, self.deps.config_objects)
             termination_log = await self._blocking(
                 volumes.termination_log_path, self.deps.node.root_dir, self.uid, c.name, attempt)
             config = crispec.container_config(
                 self.pod, c, self.deps.node, attempt=attempt, image_ref=image.ref,
                 sandbox_ip=sandbox.ips[0] if sandbox.ips else "", mounts=mounts,
-                termination_log=termination_log, backoff_annotations=annotations or {})
+                termination_log=termination_log, backoff_annotations=annotations or {},
+                env_objects=env_objects)
+            for reason, message in env_objects.events if env_objects is not None else ():
+                self._event("", WARNING, reason, message)
             hosts_mount = await self._blocking(
                 etchosts.container_hosts_mount, self.pod, c, self.deps.node, sandbox.ips)
             if hosts_mount is not None:
                 config.mounts.append(hosts_mount)
         except (crispec.ConfigError, volumes.VolumeError, OSError) as exc:
             self.view.waiting[c.name] = Waiting("CreateContainerConfigError", str(exc))
+            self._event(c.name, WARNING, "Failed", f"Error: {exc}")
             self._log.warning("container config error", container=c.name, error=str(exc))
             plan.soon(SYNC_ERROR_BACKOFF)
             return False
