@@ -119,7 +119,8 @@ class Agent:
         deps = WorkerDeps(cri=self.cri, images=ImagePuller(self.cri, serialize=config.serialize_image_pulls),
                           node=node, runtime_name=version.runtime_name, cgroups=cgroups,
                           on_status=lambda uid, status: None, resync_period=config.sync_frequency,
-                          executor=self.executor)
+                          executor=self.executor,
+                          config_objects=self.cluster.config_objects if self.cluster is not None else None)
         sources = ([STATIC_SOURCE] if config.static_pod_path else []) + ([API_SOURCE] if config.kubeconfig else [])
         self.manager = manager = PodManager(deps, max_pods=config.max_pods, sources=sources)
         self.eviction = EvictionManager(

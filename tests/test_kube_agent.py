@@ -315,3 +315,66 @@ async def test_kubelet_api_webhook_auth(cluster_agent: ClusterAgent, apiserver, 
     assert (await api.aget("/pods", token="tok-alice"))[0] == 200  # both answers cached
     assert len([r for r in apiserver.requests if r.path.endswith("/tokenreviews")]) == 3
     assert len([r for r in apiserver.requests if r.path.endswith("/subjectaccessreviews")]) == 3
+
+
+async def test_config_data_from_the_api_server(cluster_agent: ClusterAgent, apiserver, devenv: DevEnv,
+                                               cri) -> None:
+    """configMap and secret volumes, env from both and a kube-api-access style
+    projected volume, for a pod from the API server; updates reach the running
+    container; secret files are 0400 on tmpfs."""
+    import base64
+    agent = cluster_agent
+    apiserver.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app", "namespace": "default"},
+                      "data": {"greeting": "hello", "mode": "blue"}})
+    apiserver.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "default"},
+                      "data": {"password": base64.b64encode(b"s3cret").decode()}})
+    root_ca = apiserver.get("v1", "ConfigMap", "default", "kube-root-ca.crt")["data"]["ca.crt"]  # the publisher's
+    spec = api_pod("cfg", devenv.busybox, ["sleep", "3600"], grace=0)
+    spec["spec"]["volumes"] = [
+        {"name": "config", "configMap": {"name": "app"}},
+        {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o400}},
+        {"name": "kube-api-access", "projected": {"defaultMode": 0o644, "sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace",
+                                         "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}]
+    spec["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "config", "mountPath": "/etc/app"}, {"name": "creds", "mountPath": "/etc/creds"},
+        {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
+    spec["spec"]["containers"][0]["env"] = [
+        {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "greeting"}}},
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}]
+    apiserver.create(spec)
+    pod = await agent.wait_api("cfg", api_running)
+    cid = pod["status"]["containerStatuses"][0]["containerID"].split("://")[1]
+
+    async def sh(command: str) -> str:
+        result = await cri.exec_sync(cid, ["sh", "-c", command], timeout=10)
+        assert result.exit_code == 0, result.stderr
+        return result.stdout.decode()
+
+    assert await sh("cat /etc/app/greeting") == "hello"
+    assert await sh("cat /etc/creds/password") == "s3cret"
+    assert await sh('echo "$GREETING $PASSWORD"') == "hello s3cret\n"
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert await sh(f"cat {sa}/namespace") == "default"
+    assert await sh(f"cat {sa}/ca.crt") == root_ca
+    token = await sh(f"cat {sa}/token")
+    review = [r for r in apiserver.requests if r.path.endswith("/serviceaccounts/default/token")]
+    assert token.count(".") == 2 and review and review[-1].user == f"system:node:{NODE_NAME}"
+
+    # On the host: the secret volume is tmpfs, its file 0400.
+    uid = pod["metadata"]["uid"]
+    secret_dir = agent.root_dir / "pods" / uid / "volumes" / "kubernetes.io~secret" / "creds"
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    assert any(f" {secret_dir} " in line and " - tmpfs " in line for line in mounts)
+    assert (secret_dir / "password").stat().st_mode & 0o777 == 0o400
+
+    # The object changes; the running container sees it (same container, no restart).
+    cm = apiserver.get("v1", "ConfigMap", "default", "app")
+    cm["data"]["greeting"] = "bonjour"
+    apiserver.update(cm)
+    await wait_for(lambda: (secret_dir.parent.parent / "kubernetes.io~configmap" / "config" / "greeting")
+                   .read_text() == "bonjour", 30, 0.2, "configMap update written")
+    assert await sh("cat /etc/app/greeting") == "bonjour"
+    assert agent.api_pod("cfg")["status"]["containerStatuses"][0]["restartCount"] == 0

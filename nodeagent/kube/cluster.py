@@ -22,6 +22,7 @@ from nodeagent.kube.client import KubeClient
 from nodeagent.kube.eventsink import EventSink
 from nodeagent.kube.events import EventPipeline
 from nodeagent.kube.kubeconfig import load_kubeconfig
+from nodeagent.kube.objects import ApiConfigObjects
 from nodeagent.kube.node import ApiConnectionState, LeaseRenewer, NodeReporter
 from nodeagent.kube.podsource import API_SOURCE, ApiPodSource
 from nodeagent.kube.podstatus import PodStatusManager
@@ -47,6 +48,7 @@ class Cluster:
         self.client = KubeClient(self.connection, qps=config.kube_api_qps, burst=config.kube_api_burst)
         self.client.observers.append(metrics.observe_rest_request)
         self.state = ApiConnectionState()
+        self.config_objects = ApiConfigObjects(self.client)
         self.node: NodeReporter | None = None
         self.lease: LeaseRenewer | None = None
         self.source: ApiPodSource | None = None

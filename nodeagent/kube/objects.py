@@ -24,7 +24,9 @@ from typing import Any
 import structlog
 
 from nodeagent.api.types import Pod
-from nodeagent.configdata.objects import ConfigMapData, ObjectsUnavailable, SecretData, ServiceAccountToken
+from nodeagent.configdata.objects import (
+    ConfigMapData, ObjectsUnavailable, SecretData, ServiceAccountToken, referenced_objects,
+)
 from nodeagent.kube.client import ApiError, KubeClient, Unreachable
 
 log = structlog.get_logger("nodeagent.kube.objects")
@@ -34,33 +36,9 @@ _ABSENT = object()
 
 
 def pod_references(pod: Pod) -> set[Ref]:
-    """The configmaps and secrets a pod's volumes and env refer to."""
     ns = pod.metadata.namespace
-    refs: set[Ref] = set()
-    for vol in pod.spec.volumes:
-        if vol.config_map is not None and vol.config_map.name:
-            refs.add(("configmaps", ns, vol.config_map.name))
-        if vol.secret is not None and vol.secret.secret_name:
-            refs.add(("secrets", ns, vol.secret.secret_name))
-        projected = getattr(vol, "projected", None)
-        for source in getattr(projected, "sources", None) or []:
-            if getattr(source, "config_map", None) is not None and source.config_map.name:
-                refs.add(("configmaps", ns, source.config_map.name))
-            if getattr(source, "secret", None) is not None and source.secret.name:
-                refs.add(("secrets", ns, source.secret.name))
-    for c in [*pod.spec.init_containers, *pod.spec.containers]:
-        for env in c.env:
-            src = env.value_from
-            if src is not None and src.config_map_key_ref is not None:
-                refs.add(("configmaps", ns, src.config_map_key_ref.name))
-            if src is not None and src.secret_key_ref is not None:
-                refs.add(("secrets", ns, src.secret_key_ref.name))
-        for env_from in c.env_from:
-            if env_from.config_map_ref is not None:
-                refs.add(("configmaps", ns, env_from.config_map_ref.name))
-            if env_from.secret_ref is not None:
-                refs.add(("secrets", ns, env_from.secret_ref.name))
-    return refs
+    config_maps, secrets = referenced_objects(pod)
+    return {("configmaps", ns, n) for n in config_maps if n} | {("secrets", ns, n) for n in secrets if n}
 
 
 def _path(ref: Ref, name: bool = True) -> str:
