@@ -378,3 +378,35 @@ async def test_config_data_from_the_api_server(cluster_agent: ClusterAgent, apis
                    .read_text() == "bonjour", 30, 0.2, "configMap update written")
     assert await sh("cat /etc/app/greeting") == "bonjour"
     assert agent.api_pod("cfg")["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+async def test_pod_events_reach_the_api(cluster_agent: ClusterAgent, apiserver, devenv: DevEnv) -> None:
+    """The kubelet's pod events, posted with the right involved object; a
+    crash-looping container's BackOff events are aggregated, not repeated."""
+    agent = cluster_agent
+    apiserver.create(api_pod("ok", devenv.busybox, ["sleep", "3600"], grace=0))
+    apiserver.create(api_pod("crash", devenv.busybox, ["sh", "-c", "exit 1"], grace=0))
+    apiserver.create(api_pod("noimage", "127.0.0.1:1/missing:v1", ["true"], grace=0))
+    await agent.wait_api("ok", api_running)
+
+    def events_of(name: str) -> dict[str, dict[str, Any]]:
+        return {e["reason"]: e for e in apiserver.list("v1", "Event", "default")
+                if e["involvedObject"].get("name") == name}
+
+    def having(name: str, reasons: set[str]) -> dict[str, dict[str, Any]] | None:
+        found = events_of(name)
+        return found if reasons <= set(found) else None
+
+    ok = await wait_for(lambda: having("ok", {"Pulled", "Created", "Started"}), 30, 0.2, "ok's events")
+    started = ok["Started"]
+    assert started["involvedObject"]["fieldPath"] == "spec.containers{main}"
+    assert started["involvedObject"]["uid"] == agent.api_pod("ok")["metadata"]["uid"]
+    assert started["source"] == {"component": "kubelet", "host": NODE_NAME}
+    assert started["message"] == "Started container main" and started["type"] == "Normal"
+    failed = await wait_for(lambda: having("noimage", {"Pulling", "Failed"}), 30, 0.2, "noimage's events")
+    assert failed["Failed"]["type"] == "Warning"
+    backoff = await wait_for(lambda: (e := events_of("crash").get("BackOff")) and e.get("count", 1) >= 2 and e,
+                             90, 0.5, "crash's BackOff counted")
+    assert backoff["message"].startswith("Back-off restarting failed container main in pod crash_default(")
+    assert len([e for e in apiserver.list("v1", "Event", "default") if e["reason"] == "BackOff"
+                and e["involvedObject"]["name"] == "crash"]) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -39,6 +40,13 @@ class EnsuredImage:
     username: str
 
 
+EventFunc = Callable[[str, str, str], None]
+
+
+def _no_event(type_: str, reason: str, message: str) -> None:
+    return None
+
+
 class ImagePuller:
     def __init__(self, cri: CRIClient, *, serialize: bool = True) -> None:
         self.cri = cri
@@ -48,22 +56,30 @@ class ImagePuller:
         self.pulling_seconds: dict[str, float] = {}
 
     async def ensure(self, pod_uid: str, image: str, policy: str,
-                     sandbox_config: pb.PodSandboxConfig | None = None) -> EnsuredImage:
+                     sandbox_config: pb.PodSandboxConfig | None = None,
+                     event: EventFunc = _no_event) -> EnsuredImage:
+        """`event(type, reason, message)` gets the kubelet image manager's
+        events: Pulling, Pulled, Failed, BackOff, ErrImageNeverPull."""
         present = await self.cri.image_status(image)
         if policy == "Never":
             if present is None:
-                raise ImageError("ErrImageNeverPull",
-                                 f'Container image "{image}" is not present with pull policy of Never',
-                                 retry_after=10.0)
+                message = f'Container image "{image}" is not present with pull policy of Never'
+                event("Warning", "ErrImageNeverPull", message)
+                raise ImageError("ErrImageNeverPull", message, retry_after=10.0)
+            event("Normal", "Pulled", f'Container image "{image}" already present on machine')
             return _ensured(present)
         if policy != "Always" and present is not None:
+            event("Normal", "Pulled", f'Container image "{image}" already present on machine')
             return _ensured(present)
         key = f"{pod_uid}/{image}"
         wait = self.backoff.remaining(key)
         if wait > 0:
+            event("Normal", "BackOff", f'Back-off pulling image "{image}"')
             raise ImageError("ImagePullBackOff", f'Back-off pulling image "{image}"', retry_after=wait)
         started = time.monotonic()
+        event("Normal", "Pulling", f'Pulling image "{image}"')
         async with self._lock:
+            pull_started = time.monotonic()
             try:
                 ref = await self.cri.pull_image(image, sandbox_config=sandbox_config)
             except RuntimeUnavailable:
@@ -72,15 +88,29 @@ class ImagePuller:
                 delay = self.backoff.failed(key)
                 log.warning("image pull failed", image=image, error=exc.details or str(exc),
                             backoff=delay)
-                raise ImageError("ErrImagePull",
-                                 f'Failed to pull image "{image}": {exc.details or exc}',
-                                 retry_after=delay) from None
+                message = f'Failed to pull image "{image}": {exc.details or exc}'
+                event("Warning", "Failed", message)
+                raise ImageError("ErrImagePull", message, retry_after=delay) from None
             finally:
                 self.pulling_seconds[pod_uid] = (self.pulling_seconds.get(pod_uid, 0.0)
                                                  + time.monotonic() - started)
         self.backoff.succeeded(key)
         pulled = await self.cri.image_status(ref)
+        done = time.monotonic()
+        size = f" Image size: {pulled.size} bytes." if pulled is not None else ""
+        event("Normal", "Pulled", f'Successfully pulled image "{image}" in {_go_duration(done - pull_started)} '
+                                  f"({_go_duration(done - started)} including waiting).{size}")
         return _ensured(pulled) if pulled is not None else EnsuredImage(ref, None, "")
+
+
+def _go_duration(seconds: float) -> str:
+    """time.Duration's String for the Pulled event (e.g. 1.234s, 250ms)."""
+    if seconds < 1:
+        return f"{seconds * 1000:.3g}ms"
+    if seconds < 60:
+        return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.3f}".rstrip("0").rstrip(".") + "s"
 
 
 def _ensured(image: pb.Image) -> EnsuredImage:

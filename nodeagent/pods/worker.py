@@ -563,6 +563,8 @@ class PodWorker:
                     "CrashLoopBackOff",
                     f"back-off {go_duration(decision.delay)} restarting failed "
                     f"container={c.name} pod={pod_desc(self.pod)}")
+                self._event(c.name, WARNING, "BackOff",
+                            f"Back-off restarting failed container {c.name} in pod {pod_desc(self.pod)}")
                 plan.soon(decision.wait)
                 return False
             annotations = decision.annotations
@@ -578,9 +580,13 @@ class PodWorker:
         cri = self.deps.cri
         sandbox_config = self._sandbox_config(sandbox.attempt)
         try:
-            image = await self.deps.images.ensure(self.uid, c.image, c.image_pull_policy, sandbox_config)
+            image = await self.deps.images.ensure(
+                self.uid, c.image, c.image_pull_policy, sandbox_config,
+                event=lambda type_, reason, message: self._event(c.name, type_, reason, message))
         except ImageError as exc:
             self.view.waiting[c.name] = Waiting(exc.reason, exc.message)
+            if exc.reason != "ErrImageNeverPull":
+                self._event(c.name, WARNING, "Failed", f"Error: {exc.reason}")
             # After a failed pull, look again soon: the status moves on to
             # ImagePullBackOff while the backoff runs, as kubelet users expect.
             plan.soon(min(exc.retry_after, 1.0) if exc.reason == "ErrImagePull" else exc.retry_after)
@@ -613,9 +619,11 @@ class PodWorker:
             raise
         except CRIError as exc:
             self.view.waiting[c.name] = Waiting("CreateContainerError", exc.details or str(exc))
+            self._event(c.name, WARNING, "Failed", f"Error: {exc.details or exc}")
             self._log.warning("create container failed", container=c.name, error=exc.details)
             plan.soon(SYNC_ERROR_BACKOFF)
             return False
+        self._event(c.name, NORMAL, "Created", f"Created container {c.name}")
         try:
             await cri.start_container(container_id)
         except RuntimeUnavailable:
@@ -626,9 +634,11 @@ class PodWorker:
             # The runtime records the failed start as an exit (StartError, 128);
             # the next sync restarts it under CrashLoopBackOff.
             self.view.waiting[c.name] = Waiting("RunContainerError", exc.details or str(exc))
+            self._event(c.name, WARNING, "Failed", f"Error: {exc.details or exc}")
             self._log.warning("start container failed", container=c.name, error=exc.details)
             plan.soon(0.1)
             return False
+        self._event(c.name, NORMAL, "Started", f"Started container {c.name}")
         self._log.info("container started", container=c.name, container_id=container_id,
                        attempt=attempt)
         plan.created.append((container_id, sandbox.id))
