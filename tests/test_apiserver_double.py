@@ -99,6 +99,7 @@ async def test_create_get_list_update_delete(client: Client) -> None:
     assert st == 200 and got == created
     st, lst, _ = await client.req("GET", PODS)
     assert st == 200 and lst["kind"] == "PodList" and [p["metadata"]["name"] for p in lst["items"]] == ["web"]
+    assert "kind" not in lst["items"][0] and "apiVersion" not in lst["items"][0]  # typed list items: no TypeMeta
     assert int(lst["metadata"]["resourceVersion"]) >= int(meta["resourceVersion"])
 
     got["metadata"]["labels"] = {"app": "web"}
@@ -286,7 +287,9 @@ async def test_strategic_merge_patch_merge_keys_and_order(client: Client) -> Non
     assert [c["type"] for c in p4["status"]["conditions"]] == ["Ready", "PodScheduled"]
     st, p5, _ = await client.req("PATCH", f"{PODS}/smp/status", {"status": {"conditions": [
         {"$patch": "replace"}, {"type": "Ready", "status": "False"}]}}, ctype=SMP)
-    assert p5["status"]["conditions"] == [{"type": "Ready", "status": "False"}]
+    # (times without omitempty are written as null, as Go encodes a zero metav1.Time)
+    assert p5["status"]["conditions"] == [{"type": "Ready", "status": "False", "lastProbeTime": None,
+                                           "lastTransitionTime": None}]
     # labels: null deletes a key; finalizers merge as a set; $deleteFromPrimitiveList removes
     st, p6, _ = await client.req("PATCH", f"{PODS}/smp", {"metadata": {"labels": {"a": "1", "b": "2"},
                                                                       "finalizers": ["x.io/one"]}}, ctype=SMP)

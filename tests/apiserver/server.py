@@ -665,7 +665,7 @@ class APIServerDouble:
             raise E.invalid_error("meta.k8s.io", "ListOptions", "", errs)
         timeout_s = q.get("timeoutSeconds", "")
         try:
-            timeout = float(int(timeout_s)) if timeout_s else None
+            timeout = float(int(timeout_s)) if timeout_s and int(timeout_s) > 0 else None
         except ValueError:
             raise E.bad_request(f'timeoutSeconds: Invalid value: "{timeout_s}"') from None
         store = self._store_

@@ -443,3 +443,57 @@ def decode_or_400(kind: str, obj: dict[str, Any], body_kind: str, version: str) 
         decode(kind, obj)
     except DecodeError as exc:
         raise bad_request(f'{body_kind} in version "{version}" cannot be handled as a {kind}: {exc}') from None
+
+
+# ---- encoding: the fields Go always writes ----------------------------------------------------
+
+NODE_INFO = ("machineID", "systemUUID", "bootID", "kernelVersion", "osImage", "containerRuntimeVersion",
+             "kubeletVersion", "kubeProxyVersion", "operatingSystem", "architecture")
+
+
+def _zero(obj: Any, key: str, value: Any) -> None:
+    if isinstance(obj, dict) and key not in obj:
+        obj[key] = copy.deepcopy(value)
+
+
+def _zero_container_status(cs: Any) -> None:
+    for k, v in (("name", ""), ("state", {}), ("lastState", {}), ("ready", False), ("restartCount", 0),
+                 ("image", ""), ("imageID", "")):
+        _zero(cs, k, v)
+
+
+def encode_zero_values(kind: str, obj: dict[str, Any]) -> None:
+    """Fields without `omitempty` (or struct-typed) that the Go JSON encoder always writes: null times in
+    conditions, `{}` structs, empty strings. Stored objects look as the real server returns them."""
+    _zero(obj.get("metadata"), "creationTimestamp", None)
+    if kind == "Pod":
+        status = obj.get("status")
+        for cond in (status or {}).get("conditions") or [] if isinstance(status, dict) else []:
+            _zero(cond, "lastProbeTime", None)
+            _zero(cond, "lastTransitionTime", None)
+        for f in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+            for cs in (status or {}).get(f) or [] if isinstance(status, dict) else []:
+                _zero_container_status(cs)
+    elif kind == "Node":
+        _zero(obj, "spec", {})
+        _zero(obj, "status", {})
+        status = obj["status"]
+        if isinstance(status, dict):
+            _zero(status, "daemonEndpoints", {})
+            _zero(status["daemonEndpoints"], "kubeletEndpoint", {})
+            _zero(status["daemonEndpoints"].get("kubeletEndpoint"), "Port", 0)
+            _zero(status, "nodeInfo", {})
+            for f in NODE_INFO:
+                _zero(status["nodeInfo"], f, "")
+            for cond in status.get("conditions") or []:
+                _zero(cond, "lastHeartbeatTime", None)
+                _zero(cond, "lastTransitionTime", None)
+    elif kind == "Lease":
+        _zero(obj, "spec", {})
+    elif kind == "Event":
+        for k, v in (("involvedObject", {}), ("source", {}), ("firstTimestamp", None), ("lastTimestamp", None),
+                     ("eventTime", None), ("reportingComponent", ""), ("reportingInstance", "")):
+            _zero(obj, k, v)
+    elif kind == "Namespace":
+        _zero(obj, "spec", {})
+        _zero(obj, "status", {})
