@@ -764,3 +764,24 @@ async def test_watch_send_initial_events(client: Client) -> None:
     w.close()
     st, body, _ = await client.req("GET", PODS, params={"watch": "true", "sendInitialEvents": "true"})
     assert st == 422 and body["details"]["kind"] == "ListOptions"
+
+
+async def test_quantities_are_canonical(client: Client) -> None:
+    body = pod("qty")
+    body["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "2000m", "memory": "1.5Gi"},
+                                                  "requests": {"cpu": "0.5"}}
+    st, created, _ = await client.req("POST", PODS, body)
+    assert st == 201
+    res = created["spec"]["containers"][0]["resources"]
+    assert res == {"limits": {"cpu": "2", "memory": "1536Mi"}, "requests": {"cpu": "500m", "memory": "1536Mi"}}
+    assert created["status"]["qosClass"] == "Burstable"
+    st, node, _ = await client.req("POST", "/api/v1/nodes", {"metadata": {"name": "qn"}, "status": {
+        "capacity": {"cpu": "4", "memory": "4194304Ki", "pods": "110", "ephemeral-storage": "1000"}}})
+    assert node["status"]["capacity"] == {"cpu": "4", "memory": "4Gi", "pods": "110", "ephemeral-storage": "1k"}
+    st, body, _ = await client.req("POST", "/api/v1/nodes", {"metadata": {"name": "qn2"}, "status": {
+        "capacity": {"memory": "4K"}}})
+    assert st == 400 and "unable to parse quantity's suffix" in body["message"]
+    # a GET at a resourceVersion the store has not reached waits, then 504
+    st, body, _ = await client.req("GET", "/api/v1/nodes/qn", params={"resourceVersion": "999999"})
+    assert_status(body, 504, "Timeout")
+    assert body["message"].startswith("Too large resource version: 999999, current: ")

@@ -298,10 +298,10 @@ class Registry:
             if match == "Exact" or (not match and limit > 0):
                 if want < self.store.compacted:
                     raise E.expired(LIST_TOO_OLD)
-                await self._wait_for_rv(want)
+                await self.wait_for_rv(want)
                 exact = want
             else:
-                await self._wait_for_rv(want)
+                await self.wait_for_rv(want)
                 exact = None
         rv = self.store.rv if exact is None else exact
         items = self.store.items(rt.id, namespace if rt.namespaced else None) if exact is None else \
@@ -324,7 +324,7 @@ class Registry:
         meta = obj.get("metadata") or {}
         return etcd_order(("", meta.get("namespace", ""), meta.get("name", "")))
 
-    async def _wait_for_rv(self, want: int) -> None:
+    async def wait_for_rv(self, want: int) -> None:
         if want <= self.store.rv:
             return
         loop = asyncio.get_running_loop()

@@ -507,6 +507,9 @@ class APIServerDouble:
             if info.verb == "watch":
                 return await self._watch(request, rt, ns, path_name)
             if path_name:
+                rv = q.get("resourceVersion", "")
+                if rv and rv != "0":  # NotOlderThan: wait (up to 3 s) until the store has seen it
+                    await self._reg.wait_for_rv(parse_rv(rv))
                 return _json_response(self._reg.get(rt, ns, path_name))
             return _json_response(await self._reg.list(rt, ns, dict(q)))
         if method == "POST":

@@ -11,7 +11,8 @@ import datetime
 import random
 from typing import Any
 
-from .errors import ApiStatusError, bad_request
+from . import quantity
+from .errors import bad_request
 from .validation import QUANTITY_MSG, quantity_value
 
 RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
@@ -63,9 +64,16 @@ def _norm_time(obj: dict[str, Any] | None, key: str, micro: bool = False) -> Non
 
 
 def _check_quantities(values: Any) -> None:
-    for q in (values or {}).values() if isinstance(values, dict) else ():
-        if quantity_value(q) is None:
+    """Decodes a ResourceList: each quantity parsed (400 if it does not) and re-encoded canonically."""
+    if not isinstance(values, dict):
+        return
+    for name, q in values.items():
+        if not isinstance(q, (str, int, float)) or isinstance(q, bool):
             raise DecodeError(QUANTITY_MSG)
+        try:
+            values[name] = quantity.canonical(str(q))
+        except quantity.QuantityError as exc:
+            raise DecodeError(str(exc)) from None
 
 
 def _container_state_times(cs: dict[str, Any]) -> None:
@@ -94,13 +102,26 @@ def decode(kind: str, obj: dict[str, Any]) -> None:
     _norm_time(meta, "deletionTimestamp")
     if kind == "Pod":
         spec = obj.get("spec") or {}
-        for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        for c in (spec.get("containers") or []) + (spec.get("initContainers") or []) + \
+                (spec.get("ephemeralContainers") or []):
             res = c.get("resources") or {} if isinstance(c, dict) else {}
             _check_quantities(res.get("limits"))
             _check_quantities(res.get("requests"))
         _check_quantities(spec.get("overhead"))
+        for v in spec.get("volumes") or []:
+            ed = v.get("emptyDir") if isinstance(v, dict) else None
+            if isinstance(ed, dict) and ed.get("sizeLimit") is not None:
+                holder = {"sizeLimit": ed["sizeLimit"]}
+                _check_quantities(holder)
+                ed["sizeLimit"] = holder["sizeLimit"]
         status = obj.get("status") or {}
         if status:
+            for f in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+                for cs in status.get(f) or []:
+                    if isinstance(cs, dict):
+                        _check_quantities(cs.get("allocatedResources"))
+                        _check_quantities((cs.get("resources") or {}).get("limits"))
+                        _check_quantities((cs.get("resources") or {}).get("requests"))
             _norm_time(status, "startTime")
             for cond in status.get("conditions") or []:
                 _norm_time(cond, "lastProbeTime")
