@@ -785,3 +785,18 @@ async def test_quantities_are_canonical(client: Client) -> None:
     st, body, _ = await client.req("GET", "/api/v1/nodes/qn", params={"resourceVersion": "999999"})
     assert_status(body, 504, "Timeout")
     assert body["message"].startswith("Too large resource version: 999999, current: ")
+
+
+async def test_json_types_are_checked(client: Client) -> None:
+    body = pod("types")
+    body["spec"]["terminationGracePeriodSeconds"] = "30"
+    st, out, _ = await client.req("POST", PODS, body)
+    assert_status(out, 400, "BadRequest", 'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal '
+                  'string into Go struct field Pod.spec.terminationGracePeriodSeconds of type int64')
+    body = pod("types")
+    body["metadata"]["labels"] = {"a": 1}
+    st, out, _ = await client.req("POST", PODS, body)
+    assert st == 400 and "metadata.labels of type string" in out["message"]
+    body = pod("types", nodeName=None)
+    st, out, _ = await client.req("POST", PODS, body)
+    assert st == 201 and "nodeName" not in out["spec"]  # null decodes to the zero value

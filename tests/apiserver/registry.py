@@ -18,7 +18,7 @@ from . import errors as E
 from . import strategy
 from .patch import decode_json, json_patch, merge_patch, strategic_merge
 from .resources import RESOURCES, ResourceType
-from .schema import SCHEMAS, prune_unknown
+from .schema import SCHEMAS, prune_unknown, type_error
 from .selectors import FieldTerm, Requirement, fields_match, labels_match, parse_field_selector, \
     parse_label_selector
 from .store import Key, Store, etcd_order
@@ -150,6 +150,9 @@ class Registry:
         if not isinstance(obj.get("metadata", {}), dict):
             raise E.bad_request(f'{kind} in version "{rt.version}" cannot be handled as a {kind}: json: cannot '
                                 f'unmarshal into Go struct field {kind}.metadata of type v1.ObjectMeta')
+        type_err = type_error(obj, SCHEMAS.get(kind), kind)
+        if type_err:
+            raise E.bad_request(f'{kind} in version "{rt.version}" cannot be handled as a {kind}: {type_err}')
         unknown = prune_unknown(obj, SCHEMAS.get(kind))
         if unknown:
             text = ", ".join(f'unknown field "{u}"' for u in unknown)
