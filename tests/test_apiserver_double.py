@@ -99,6 +99,7 @@ async def test_create_get_list_update_delete(client: Client) -> None:
     assert st == 200 and got == created
     st, lst, _ = await client.req("GET", PODS)
     assert st == 200 and lst["kind"] == "PodList" and [p["metadata"]["name"] for p in lst["items"]] == ["web"]
+    assert "kind" not in lst["items"][0] and "apiVersion" not in lst["items"][0]  # typed list items: no TypeMeta
     assert int(lst["metadata"]["resourceVersion"]) >= int(meta["resourceVersion"])
 
     got["metadata"]["labels"] = {"app": "web"}
@@ -286,7 +287,9 @@ async def test_strategic_merge_patch_merge_keys_and_order(client: Client) -> Non
     assert [c["type"] for c in p4["status"]["conditions"]] == ["Ready", "PodScheduled"]
     st, p5, _ = await client.req("PATCH", f"{PODS}/smp/status", {"status": {"conditions": [
         {"$patch": "replace"}, {"type": "Ready", "status": "False"}]}}, ctype=SMP)
-    assert p5["status"]["conditions"] == [{"type": "Ready", "status": "False"}]
+    # (times without omitempty are written as null, as Go encodes a zero metav1.Time)
+    assert p5["status"]["conditions"] == [{"type": "Ready", "status": "False", "lastProbeTime": None,
+                                           "lastTransitionTime": None}]
     # labels: null deletes a key; finalizers merge as a set; $deleteFromPrimitiveList removes
     st, p6, _ = await client.req("PATCH", f"{PODS}/smp", {"metadata": {"labels": {"a": "1", "b": "2"},
                                                                       "finalizers": ["x.io/one"]}}, ctype=SMP)
@@ -761,3 +764,39 @@ async def test_watch_send_initial_events(client: Client) -> None:
     w.close()
     st, body, _ = await client.req("GET", PODS, params={"watch": "true", "sendInitialEvents": "true"})
     assert st == 422 and body["details"]["kind"] == "ListOptions"
+
+
+async def test_quantities_are_canonical(client: Client) -> None:
+    body = pod("qty")
+    body["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "2000m", "memory": "1.5Gi"},
+                                                  "requests": {"cpu": "0.5"}}
+    st, created, _ = await client.req("POST", PODS, body)
+    assert st == 201
+    res = created["spec"]["containers"][0]["resources"]
+    assert res == {"limits": {"cpu": "2", "memory": "1536Mi"}, "requests": {"cpu": "500m", "memory": "1536Mi"}}
+    assert created["status"]["qosClass"] == "Burstable"
+    st, node, _ = await client.req("POST", "/api/v1/nodes", {"metadata": {"name": "qn"}, "status": {
+        "capacity": {"cpu": "4", "memory": "4194304Ki", "pods": "110", "ephemeral-storage": "1000"}}})
+    assert node["status"]["capacity"] == {"cpu": "4", "memory": "4Gi", "pods": "110", "ephemeral-storage": "1k"}
+    st, body, _ = await client.req("POST", "/api/v1/nodes", {"metadata": {"name": "qn2"}, "status": {
+        "capacity": {"memory": "4K"}}})
+    assert st == 400 and "unable to parse quantity's suffix" in body["message"]
+    # a GET at a resourceVersion the store has not reached waits, then 504
+    st, body, _ = await client.req("GET", "/api/v1/nodes/qn", params={"resourceVersion": "999999"})
+    assert_status(body, 504, "Timeout")
+    assert body["message"].startswith("Too large resource version: 999999, current: ")
+
+
+async def test_json_types_are_checked(client: Client) -> None:
+    body = pod("types")
+    body["spec"]["terminationGracePeriodSeconds"] = "30"
+    st, out, _ = await client.req("POST", PODS, body)
+    assert_status(out, 400, "BadRequest", 'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal '
+                  'string into Go struct field Pod.spec.terminationGracePeriodSeconds of type int64')
+    body = pod("types")
+    body["metadata"]["labels"] = {"a": 1}
+    st, out, _ = await client.req("POST", PODS, body)
+    assert st == 400 and "metadata.labels of type string" in out["message"]
+    body = pod("types", nodeName=None)
+    st, out, _ = await client.req("POST", PODS, body)
+    assert st == 201 and "nodeName" not in out["spec"]  # null decodes to the zero value

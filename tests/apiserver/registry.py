@@ -18,7 +18,7 @@ from . import errors as E
 from . import strategy
 from .patch import decode_json, json_patch, merge_patch, strategic_merge
 from .resources import RESOURCES, ResourceType
-from .schema import SCHEMAS, prune_unknown
+from .schema import SCHEMAS, prune_unknown, type_error
 from .selectors import FieldTerm, Requirement, fields_match, labels_match, parse_field_selector, \
     parse_label_selector
 from .store import Key, Store, etcd_order
@@ -97,6 +97,11 @@ def decode_continue(token: str) -> tuple[int, str]:
         raise E.bad_request(msg) from None
 
 
+def strip_type_meta(obj: Obj) -> Obj:
+    """Items of a typed list are encoded without apiVersion/kind by the real server."""
+    return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+
+
 class Registry:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -138,12 +143,16 @@ class Registry:
             raise E.bad_request(f"the API version in the data ({body_version}) does not match the expected API "
                                 f"version ({api_version})")
         if body_kind != kind:
+            internal_group = (rt.group.split(".")[0] if rt.group else "core")
             raise E.bad_request(f'{body_kind} in version "{body_version.split("/")[-1]}" cannot be handled as a '
                                 f'{kind}: converting ({body_version.split("/")[-1]}.{body_kind}) to '
-                                f'(core.{kind}): unknown conversion')
+                                f'({internal_group}.{kind}): unknown conversion')
         if not isinstance(obj.get("metadata", {}), dict):
             raise E.bad_request(f'{kind} in version "{rt.version}" cannot be handled as a {kind}: json: cannot '
                                 f'unmarshal into Go struct field {kind}.metadata of type v1.ObjectMeta')
+        type_err = type_error(obj, SCHEMAS.get(kind), kind)
+        if type_err:
+            raise E.bad_request(f'{kind} in version "{rt.version}" cannot be handled as a {kind}: {type_err}')
         unknown = prune_unknown(obj, SCHEMAS.get(kind))
         if unknown:
             text = ", ".join(f'unknown field "{u}"' for u in unknown)
@@ -207,6 +216,7 @@ class Registry:
             rt.prepare_create(obj)
         if rt.validate:
             self._validate(rt, obj, rt.validate(obj))
+        strategy.encode_zero_values(rt.kind, obj)
         key = self.key(rt, meta.get("namespace"), meta["name"])
         if self.store.get(key) is not None:
             raise E.already_exists(rt.group, rt.resource, meta["name"])
@@ -240,8 +250,6 @@ class Registry:
     # ---- get -------------------------------------------------------------------------------
 
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
-        if rt.namespaced and self.namespace_obj(namespace or "") is None:
-            pass  # a get in a missing namespace is simply NotFound for the object
         obj = self.store.get(self.key(rt, namespace, name))
         if obj is None:
             raise E.not_found(rt.group, rt.resource, name)
@@ -293,10 +301,10 @@ class Registry:
             if match == "Exact" or (not match and limit > 0):
                 if want < self.store.compacted:
                     raise E.expired(LIST_TOO_OLD)
-                await self._wait_for_rv(want)
+                await self.wait_for_rv(want)
                 exact = want
             else:
-                await self._wait_for_rv(want)
+                await self.wait_for_rv(want)
                 exact = None
         rv = self.store.rv if exact is None else exact
         items = self.store.items(rt.id, namespace if rt.namespaced else None) if exact is None else \
@@ -311,14 +319,15 @@ class Registry:
             if not sel.labels and not sel.fields:
                 list_meta["remainingItemCount"] = len(matched) - limit
             matched = page
-        return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": list_meta, "items": matched}
+        return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": list_meta,
+                "items": [strip_type_meta(o) for o in matched]}
 
     @staticmethod
     def _order(obj: Obj) -> str:
         meta = obj.get("metadata") or {}
         return etcd_order(("", meta.get("namespace", ""), meta.get("name", "")))
 
-    async def _wait_for_rv(self, want: int) -> None:
+    async def wait_for_rv(self, want: int) -> None:
         if want <= self.store.rv:
             return
         loop = asyncio.get_running_loop()
@@ -391,6 +400,7 @@ class Registry:
         if validator:
             self._validate(rt, obj, validator(obj, existing))
         meta["resourceVersion"] = old_meta["resourceVersion"]
+        strategy.encode_zero_values(rt.kind, obj)
         if obj == existing:
             return existing, False  # etcd skips writing an unchanged object: no new resourceVersion, no event
         if opts.dry_run:
@@ -433,13 +443,12 @@ class Registry:
                                 f"not match {rt.kind}")
         obj = self.decode_body(rt, patched, opts)
         meta = obj["metadata"]
-        if meta.get("name", "") != name or meta.get("uid", "") != existing["metadata"]["uid"]:
-            errs = []
-            if meta.get("name", "") != name:
-                errs.append(E.invalid("metadata.name", meta.get("name", ""), "field is immutable"))
-            if meta.get("uid", "") != existing["metadata"]["uid"]:
-                errs.append(E.invalid("metadata.uid", meta.get("uid", ""), "field is immutable"))
-            raise E.invalid_error(rt.group, rt.kind, name, errs)
+        if meta.get("name", "") != name:
+            raise E.bad_request(f"the name of the object ({meta.get('name', '')}) does not match the name on the "
+                                f"URL ({name})")
+        if meta.get("uid", "") != existing["metadata"]["uid"]:
+            raise E.invalid_error(rt.group, rt.kind, name, [E.invalid("metadata.uid", meta.get("uid", ""),
+                                                                      "field is immutable")])
         return self._update_decoded(rt, namespace, name, obj, subresource, opts, from_patch=True)[0]
 
     # ---- delete ----------------------------------------------------------------------------
@@ -535,7 +544,7 @@ class Registry:
                     continue
                 items.append(out if out.get("kind") != "Status" else obj)
         return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": str(self.store.rv)}, "items": items}
+                "metadata": {"resourceVersion": str(self.store.rv)}, "items": [strip_type_meta(o) for o in items]}
 
     def _deleted_result(self, rt: ResourceType, obj: Obj) -> Obj:
         if rt.return_deleted_object:

@@ -507,6 +507,9 @@ class APIServerDouble:
             if info.verb == "watch":
                 return await self._watch(request, rt, ns, path_name)
             if path_name:
+                rv = q.get("resourceVersion", "")
+                if rv and rv != "0":  # NotOlderThan: wait (up to 3 s) until the store has seen it
+                    await self._reg.wait_for_rv(parse_rv(rv))
                 return _json_response(self._reg.get(rt, ns, path_name))
             return _json_response(await self._reg.list(rt, ns, dict(q)))
         if method == "POST":
@@ -665,7 +668,7 @@ class APIServerDouble:
             raise E.invalid_error("meta.k8s.io", "ListOptions", "", errs)
         timeout_s = q.get("timeoutSeconds", "")
         try:
-            timeout = float(int(timeout_s)) if timeout_s else None
+            timeout = float(int(timeout_s)) if timeout_s and int(timeout_s) > 0 else None
         except ValueError:
             raise E.bad_request(f'timeoutSeconds: Invalid value: "{timeout_s}"') from None
         store = self._store_

@@ -11,7 +11,8 @@ import datetime
 import random
 from typing import Any
 
-from .errors import ApiStatusError, bad_request
+from . import quantity
+from .errors import bad_request
 from .validation import QUANTITY_MSG, quantity_value
 
 RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
@@ -63,9 +64,16 @@ def _norm_time(obj: dict[str, Any] | None, key: str, micro: bool = False) -> Non
 
 
 def _check_quantities(values: Any) -> None:
-    for q in (values or {}).values() if isinstance(values, dict) else ():
-        if quantity_value(q) is None:
+    """Decodes a ResourceList: each quantity parsed (400 if it does not) and re-encoded canonically."""
+    if not isinstance(values, dict):
+        return
+    for name, q in values.items():
+        if not isinstance(q, (str, int, float)) or isinstance(q, bool):
             raise DecodeError(QUANTITY_MSG)
+        try:
+            values[name] = quantity.canonical(str(q))
+        except quantity.QuantityError as exc:
+            raise DecodeError(str(exc)) from None
 
 
 def _container_state_times(cs: dict[str, Any]) -> None:
@@ -94,13 +102,26 @@ def decode(kind: str, obj: dict[str, Any]) -> None:
     _norm_time(meta, "deletionTimestamp")
     if kind == "Pod":
         spec = obj.get("spec") or {}
-        for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        for c in (spec.get("containers") or []) + (spec.get("initContainers") or []) + \
+                (spec.get("ephemeralContainers") or []):
             res = c.get("resources") or {} if isinstance(c, dict) else {}
             _check_quantities(res.get("limits"))
             _check_quantities(res.get("requests"))
         _check_quantities(spec.get("overhead"))
+        for v in spec.get("volumes") or []:
+            ed = v.get("emptyDir") if isinstance(v, dict) else None
+            if isinstance(ed, dict) and ed.get("sizeLimit") is not None:
+                holder = {"sizeLimit": ed["sizeLimit"]}
+                _check_quantities(holder)
+                ed["sizeLimit"] = holder["sizeLimit"]
         status = obj.get("status") or {}
         if status:
+            for f in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+                for cs in status.get(f) or []:
+                    if isinstance(cs, dict):
+                        _check_quantities(cs.get("allocatedResources"))
+                        _check_quantities((cs.get("resources") or {}).get("limits"))
+                        _check_quantities((cs.get("resources") or {}).get("requests"))
             _norm_time(status, "startTime")
             for cond in status.get("conditions") or []:
                 _norm_time(cond, "lastProbeTime")
@@ -443,3 +464,57 @@ def decode_or_400(kind: str, obj: dict[str, Any], body_kind: str, version: str) 
         decode(kind, obj)
     except DecodeError as exc:
         raise bad_request(f'{body_kind} in version "{version}" cannot be handled as a {kind}: {exc}') from None
+
+
+# ---- encoding: the fields Go always writes ----------------------------------------------------
+
+NODE_INFO = ("machineID", "systemUUID", "bootID", "kernelVersion", "osImage", "containerRuntimeVersion",
+             "kubeletVersion", "kubeProxyVersion", "operatingSystem", "architecture")
+
+
+def _zero(obj: Any, key: str, value: Any) -> None:
+    if isinstance(obj, dict) and key not in obj:
+        obj[key] = copy.deepcopy(value)
+
+
+def _zero_container_status(cs: Any) -> None:
+    for k, v in (("name", ""), ("state", {}), ("lastState", {}), ("ready", False), ("restartCount", 0),
+                 ("image", ""), ("imageID", "")):
+        _zero(cs, k, v)
+
+
+def encode_zero_values(kind: str, obj: dict[str, Any]) -> None:
+    """Fields without `omitempty` (or struct-typed) that the Go JSON encoder always writes: null times in
+    conditions, `{}` structs, empty strings. Stored objects look as the real server returns them."""
+    _zero(obj.get("metadata"), "creationTimestamp", None)
+    if kind == "Pod":
+        status = obj.get("status")
+        for cond in (status or {}).get("conditions") or [] if isinstance(status, dict) else []:
+            _zero(cond, "lastProbeTime", None)
+            _zero(cond, "lastTransitionTime", None)
+        for f in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+            for cs in (status or {}).get(f) or [] if isinstance(status, dict) else []:
+                _zero_container_status(cs)
+    elif kind == "Node":
+        _zero(obj, "spec", {})
+        _zero(obj, "status", {})
+        status = obj["status"]
+        if isinstance(status, dict):
+            _zero(status, "daemonEndpoints", {})
+            _zero(status["daemonEndpoints"], "kubeletEndpoint", {})
+            _zero(status["daemonEndpoints"].get("kubeletEndpoint"), "Port", 0)
+            _zero(status, "nodeInfo", {})
+            for f in NODE_INFO:
+                _zero(status["nodeInfo"], f, "")
+            for cond in status.get("conditions") or []:
+                _zero(cond, "lastHeartbeatTime", None)
+                _zero(cond, "lastTransitionTime", None)
+    elif kind == "Lease":
+        _zero(obj, "spec", {})
+    elif kind == "Event":
+        for k, v in (("involvedObject", {}), ("source", {}), ("firstTimestamp", None), ("lastTimestamp", None),
+                     ("eventTime", None), ("reportingComponent", ""), ("reportingInstance", "")):
+            _zero(obj, k, v)
+    elif kind == "Namespace":
+        _zero(obj, "spec", {})
+        _zero(obj, "status", {})

@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+from . import quantity
 from .errors import (FieldError, duplicate, forbidden_field, invalid, not_supported, required)
 from .selectors import label_value_errors, qualified_name_errors
 
@@ -20,10 +21,7 @@ LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric
 SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
                  "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
                  "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
-QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
-QUANTITY_MSG = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-_SUFFIX = {"": 1, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-           "E": 1e18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+QUANTITY_MSG = quantity.MSG
 
 
 def dns_label(value: str) -> list[str]:
@@ -45,25 +43,13 @@ def dns_subdomain(value: str) -> list[str]:
 
 
 def quantity_value(text: Any) -> float | None:
-    """The numeric value of a quantity string, None if it does not parse (the decoder's 400)."""
+    """The numeric value of a quantity, None if it does not parse (the decoder's 400)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
-    if not isinstance(text, str):
-        return None
-    m = QUANTITY.match(text.strip())
-    if not m:
-        return None
-    num, suffix = m.groups()
     try:
-        base = float(num)
-    except ValueError:
+        return float(quantity.parse(text)[0])
+    except (quantity.QuantityError, TypeError):
         return None
-    if suffix in _SUFFIX:
-        return base * _SUFFIX[suffix]
-    em = re.fullmatch(r"[eE]([-+]?[0-9]+)", suffix)
-    if em:
-        return base * 10 ** int(em.group(1))
-    return None
 
 
 def valid_ip(value: Any) -> bool:
