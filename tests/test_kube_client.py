@@ -92,7 +92,7 @@ async def test_strategic_merge_patch_of_status(apiserver, tmp_path: Path) -> Non
     async with client_for(apiserver, tmp_path) as client:
         result = await client.patch("/api/v1/namespaces/default/pods/p/status", patch, STRATEGIC_MERGE_PATCH)
         assert result["status"]["phase"] == "Running"
-        later = dict(new, containerStatuses=[dict(new["containerStatuses"][0], ready=False, state={
+        later = dict(result["status"], containerStatuses=[dict(new["containerStatuses"][0], ready=False, state={
             "terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-11-22T00:00:00Z",
                            "finishedAt": "2026-11-22T00:00:09Z"}})])
         patch = two_way({"status": result["status"]}, {"status": later})
