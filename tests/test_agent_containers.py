@@ -271,6 +271,26 @@ async def test_orphans_removed_when_agent_restarts(agent: AgentProcess, devenv: 
                    what="orphan's pod dir removed")
 
 
+async def test_orphaned_pod_dir_with_a_mount_is_removed(devenv: DevEnv, tmp_path: Path) -> None:
+    """A pod dir left by an agent stopped mid-cleanup (a tmpfs still mounted in
+    it) is unmounted and removed by housekeeping, as the kubelet's
+    cleanupOrphanedPodDirs does."""
+    from nodeagent.pods import volumes
+    agent = AgentProcess(devenv, tmp_path)
+    leftover = agent.root_dir / "pods" / "0f0f0f0f-dead-4bad-8bad-000000000001"
+    target = leftover / "volumes" / "kubernetes.io~secret" / "creds"
+    target.mkdir(parents=True)
+    volumes.mount_tmpfs(target, 1 << 20)
+    (target / "password").write_text("x")
+    agent.start()
+    try:
+        await wait_for(lambda: not leftover.exists(), 20, 0.2, "orphaned pod dir removed")
+        assert str(target) not in Path("/proc/self/mountinfo").read_text()
+    finally:
+        agent.stop()
+        devenv.reset(tmp_path)
+
+
 async def test_config_file_and_flag_precedence(devenv: DevEnv, tmp_path: Path) -> None:
     proc = AgentProcess(devenv, tmp_path)
     config = tmp_path / "kubelet.yaml"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -254,6 +256,7 @@ class PodManager:
             if self.sources_ready:
                 try:
                     await self.remove_orphans()
+                    await self.remove_orphaned_pod_dirs()
                     await self.deps.cgroups.remove_orphans()
                 except (CRIError, CgroupError) as exc:
                     log.warning("housekeeping failed", error=str(exc))
@@ -281,6 +284,29 @@ class PodManager:
             await loop.run_in_executor(self.deps.executor, volumes.cleanup_pod_dir,
                                        self.deps.node.root_dir, uid)
 
+    async def remove_orphaned_pod_dirs(self) -> None:
+        """kubelet cleanupOrphanedPodDirs: `<root>/pods/<uid>` of a pod that is
+        neither wanted nor running (an agent stopped before it finished a
+        pod's cleanup) is unmounted and removed."""
+        loop = asyncio.get_running_loop()
+        root = self.deps.node.root_dir
+        try:
+            present = await loop.run_in_executor(self.deps.executor, _pod_dir_uids, root)
+        except OSError:
+            return
+        candidates = [u for u in present if u not in self.workers and u not in self.pods]
+        if not candidates:
+            return
+        running = {s.labels.get(POD_UID_LABEL) for s in await self.deps.cri.list_pod_sandbox()}
+        for uid in candidates:
+            if uid in running or uid in self.workers or uid in self.pods:
+                continue
+            log.info("removing orphaned pod directory", pod_uid=uid)
+            try:
+                await loop.run_in_executor(self.deps.executor, volumes.cleanup_pod_dir, root, uid)
+            except volumes.VolumeError as exc:
+                log.warning("cannot remove orphaned pod directory", pod_uid=uid, error=str(exc))
+
     async def _stop(self, container_id: str, grace: int) -> None:
         try:
             await self.deps.cri.stop_container(container_id, grace)
@@ -292,6 +318,11 @@ class PodManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _pod_dir_uids(root_dir: Path) -> list[str]:
+    top = root_dir / "pods"
+    return [e.name for e in os.scandir(top) if e.is_dir(follow_symlinks=False)] if top.is_dir() else []
 
 
 def _grace(container: pb.Container) -> int:
