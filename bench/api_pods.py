@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def running(obj: dict) -> bool:
 class Agent:
     def __init__(self, env: DevEnv, work: Path, kubeconfig: Path) -> None:
         work.mkdir(parents=True)
+        self.log = work / "agent.log"
         healthz = free_port()
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("nodeagent")), "--logging-format", "json", "run",
@@ -62,7 +64,7 @@ class Agent:
              "--root-dir", str(work / "root"), "--pod-logs-dir", str(work / "logs"),
              "--hostname-override", NODE, "--node-ip", "127.0.0.1", "--cgroup-root", env.cgroup_parent("bench"),
              "--read-only-port", "0", "--healthz-port", str(healthz), "--port", "0", "--cri-debug-socket", ""],
-            stdout=open(work / "agent.log", "wb"), stderr=subprocess.STDOUT)
+            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
         import urllib.request
         for _ in range(600):
             try:
@@ -74,7 +76,15 @@ class Agent:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(15)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # the agent prints its threads' stacks
+            time.sleep(1)
+            log = self.log.read_text(errors="replace").splitlines()[-80:]
+            self.proc.kill()
+            self.proc.wait()
+            raise SystemExit("agent ignored SIGTERM for 15 s; its log ends:\n" + "\n".join(log)) from None
 
 
 async def wait_until(predicate, poll: float) -> float:

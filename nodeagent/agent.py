@@ -52,6 +52,7 @@ from nodeagent.sources.static import StaticPodSource, StaticSnapshot
 log = structlog.get_logger("nodeagent.agent")
 
 STATIC_SOURCE = "file"
+SHUTDOWN_WAIT = 10.0  # seconds the agent's tasks get to end after SIGTERM
 
 
 class Agent:
@@ -320,7 +321,10 @@ class Agent:
         log.info("stopping nodeagent; pods keep running")
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=SHUTDOWN_WAIT)
+            for task in stuck:  # a task that ignores cancellation must not keep the agent up
+                log.error("agent task did not stop; leaving it", task=repr(task.get_coro()))
         if self.server is not None:
             await self.server.stop()
         if self.manager is not None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import platform
+import signal
 import sys
 
 import grpc
@@ -198,6 +200,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 2
+    # `kill -USR1 <pid>` prints every thread's stack to the log: for a stuck agent.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         asyncio.run(run_agent(config))
     except CgroupSetupError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -93,7 +94,7 @@ async def test_node_lease_pod_lifecycle_and_mirror(cluster_agent: ClusterAgent, 
     status = node["status"]
     for resource in ("cpu", "memory", "pods", "ephemeral-storage"):
         assert resource in status["capacity"] and resource in status["allocatable"]
-    assert status["capacity"]["pods"] == "110"
+    assert status["capacity"]["pods"] == "110" and "hugepages-2Mi" in status["capacity"]
     assert [c["type"] for c in status["conditions"]][-1] == "Ready"
     ready = status["conditions"][-1]
     assert (ready["status"], ready["reason"], ready["message"]) == ("True", "KubeletReady",
@@ -101,6 +102,9 @@ async def test_node_lease_pod_lifecycle_and_mirror(cluster_agent: ClusterAgent, 
     assert {"type": "InternalIP", "address": "127.0.0.1"} in status["addresses"]
     assert {"type": "Hostname", "address": NODE_NAME} in status["addresses"]
     info = status["nodeInfo"]
+    assert info["bootID"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert info["machineID"] == Path("/etc/machine-id").read_text().strip()
+    assert info["kernelVersion"] == os.uname().release and info["osImage"] and info["systemUUID"]
     assert info["containerRuntimeVersion"].startswith("containerd://")
     assert info["operatingSystem"] == "linux" and info["kubeletVersion"].startswith("v1.")
     assert status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == agent.port
@@ -141,6 +145,9 @@ async def test_node_lease_pod_lifecycle_and_mirror(cluster_agent: ClusterAgent, 
 
     # The Lease: renewed every 10 s, observed over 60 s.
     await asyncio.sleep(max(0.0, 62 - (time.monotonic() - started)))
+    images = apiserver.get("v1", "Node", None, NODE_NAME)["status"]["images"]  # the 30 s image list
+    assert any(devenv.busybox in image["names"] for image in images), images
+    assert all(image["sizeBytes"] > 0 and len(image["names"]) <= 5 for image in images)
     renewals = lease_renewals(apiserver)
     gaps = [b - a for a, b in zip(renewals, renewals[1:])]
     assert len(renewals) >= 6, renewals

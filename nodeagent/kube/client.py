@@ -137,6 +137,7 @@ class KubeClient:
         self.observers: list[Observer] = []
         self._ssl = conn.ssl_context()
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self._user_agent = _user_agent()
 
     async def __aenter__(self) -> KubeClient:
@@ -146,11 +147,14 @@ class KubeClient:
         await self.close()
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     def _session_now(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise Unreachable("the API client is closed (agent stopping)")
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False,
                                              limit=0, keepalive_timeout=60)

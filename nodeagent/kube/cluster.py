@@ -132,5 +132,6 @@ class Cluster:
         return out
 
     async def close(self) -> None:
+        await self.config_objects.close()
         await self.client.close()
 

@@ -26,6 +26,7 @@ from nodeagent.kube.strategicpatch import two_way
 from nodeagent.node.status import (
     NodeStatusBuilder, ReportSchedule, lease, lease_renew_interval, renew_lease, status_changed,
 )
+from nodeagent.waiting import wait_event
 
 log = structlog.get_logger("nodeagent.kube.node")
 
@@ -105,10 +106,7 @@ class NodeReporter:
                     self.state.ok()
             except (ApiError, Unreachable) as exc:
                 self.state.failed("updating node status", exc)
-            try:
-                await asyncio.wait_for(self._kick.wait(), self.update_frequency)
-            except TimeoutError:
-                pass
+            await wait_event(self._kick, self.update_frequency)
             self._kick.clear()
 
     def _adopt(self, node: dict[str, Any]) -> None:
@@ -196,10 +194,7 @@ class LeaseRenewer:
         if self.node_registered is not None:
             # The first Lease carries its owner when the Node comes soon; the
             # heartbeat must not wait longer than one renew interval for it.
-            try:
-                await asyncio.wait_for(self.node_registered.wait(), self.interval)
-            except TimeoutError:
-                pass
+            await wait_event(self.node_registered, self.interval)
         delay = 0.2
         while True:
             try:

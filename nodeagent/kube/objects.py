@@ -196,5 +196,12 @@ class ApiConfigObjects:
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 30.0)
 
+    async def close(self) -> None:
+        tasks = [w.task for w in self._watched.values() if w.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._watched.clear()
+
     def watched(self) -> Iterator[Ref]:
         return iter(self._watched)

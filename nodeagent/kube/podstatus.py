@@ -30,6 +30,7 @@ from nodeagent.kube.podsource import MIRROR_ANNOTATION, ApiPodSource
 from nodeagent.kube.strategicpatch import two_way
 from nodeagent.metrics import kubelet as metrics
 from nodeagent.pods.manager import PodManager
+from nodeagent.waiting import wait_event
 
 log = structlog.get_logger("nodeagent.kube.status")
 
@@ -114,10 +115,7 @@ class PodStatusManager:
         backoff = 0.5
         while True:
             timeout = max(0.0, next_full - loop.time())
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, timeout)
             self._wake.clear()
             if loop.time() >= next_full:  # periodic full pass: converges after outages
                 self._dirty.update(self.manager.pods)

@@ -317,7 +317,10 @@ class PodManager:
         """Stop the workers, not the pods: like the kubelet, pods outlive the agent."""
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(list(self._tasks), timeout=10.0)
+            for task in stuck:
+                log.error("pod worker did not stop; leaving it", task=repr(task.get_coro()))
 
 
 def _pod_dir_uids(root_dir: Path) -> list[str]:

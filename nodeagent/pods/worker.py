@@ -39,6 +39,7 @@ from nodeagent.pods.observe import (
     StateKey,
 )
 from nodeagent.probes import hooks
+from nodeagent.waiting import wait_event
 from nodeagent.probes.manager import ContainerView, PodProbes, has_probes
 from nodeagent.pods.status import (
     FAILED, SUCCEEDED, Waiting, WorkerView, compute_phase, compute_status, container_status,
@@ -198,11 +199,8 @@ class PodWorker:
         try:
             while True:
                 remaining = deadline - loop.time()
-                if remaining > 0:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), remaining)
-                    except TimeoutError:
-                        self._must_sync = True
+                if remaining > 0 and not await wait_event(self._wake, remaining):
+                    self._must_sync = True
                 self._wake.clear()
                 if not self._must_sync and self._relisted == self._last_state:
                     continue  # only the relister woke us, for a state already seen

@@ -30,6 +30,8 @@ from types import TracebackType
 
 import structlog
 
+from nodeagent.waiting import wait_event
+
 # <sys/inotify.h>; the values are the same on every Linux architecture.
 IN_MODIFY = 0x00000002
 IN_ATTRIB = 0x00000004
@@ -233,9 +235,7 @@ class DirectoryWatcher:
                 remaining = min(self._settle, deadline - loop.time())
                 if remaining <= 0:
                     break
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-                except TimeoutError:
+                if not await wait_event(self._wakeup, remaining):
                     break
                 self._wakeup.clear()
             batch = self._pending.take()

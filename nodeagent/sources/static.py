@@ -299,8 +299,8 @@ class StaticPodSource:
             next_full = loop.time() + self._resync_period
             while True:
                 try:
-                    first = await asyncio.wait_for(batches.get(),
-                                                   max(0.0, next_full - loop.time()))
+                    async with asyncio.timeout(max(0.0, next_full - loop.time())):  # keeps a cancel
+                        first = await batches.get()
                 except TimeoutError:
                     if watcher is None:
                         return
