@@ -192,3 +192,27 @@ def test_run_refuses_bad_config_before_starting(tmp_path: Path) -> None:
     result = run("run", "--config", write(tmp_path, text))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "healthzPort: expected an integer, got '10248x'" in result.stderr
+
+
+def test_docs_list_every_field() -> None:
+    """docs/configuration.md names every supported and every ignored field."""
+    from nodeagent.kubeletconfig import FLAG_ONLY, SCHEMA, SUPPORTED
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    table, ignored_part = doc.split("## Accepted but ignored fields")
+
+    def leaves(schema: dict, prefix: str = "") -> list[str]:
+        out = []
+        for key, sub in schema.items():
+            out += leaves(sub, f"{prefix}{key}.") if isinstance(sub, dict) else [prefix + key]
+        return out
+    for path in SUPPORTED:
+        assert f"| `{path}` |" in table, path
+    for path in set(leaves(SCHEMA)) - set(SUPPORTED):
+        assert f"`{path}`" in ignored_part, path
+    for attr in FLAG_ONLY:
+        assert f"`--{attr.replace('_', '-')}`" in table, attr
+    from nodeagent.cli import build_parser
+    run_parser = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    for action in run_parser._actions:
+        for flag in action.option_strings:
+            assert flag in ("-h", "--help", "--config") or f"`{flag}`" in doc, flag
