@@ -282,6 +282,14 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
         raise ConfigError("nodeStatusUpdateFrequency and nodeStatusReportFrequency must be positive")
     if config.max_pods < 1:
         raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
+    from nodeagent.cgroups.names import CgroupNameError, parse_root
+    from nodeagent.node.capacity import ReservationError, parse_reservation
+    try:  # checked again where used; here so a bad file stops `run` and `config dump` at once
+        parse_root(config.cgroup_root, config.cgroup_driver)
+        parse_reservation("systemReserved", config.system_reserved)
+        parse_reservation("kubeReserved", config.kube_reserved)
+    except (CgroupNameError, ReservationError) as exc:
+        raise ConfigError(str(exc)) from None
     from nodeagent.eviction.thresholds import eviction_config  # imports this module
     eviction_config(config)  # refuse bad thresholds at start, naming the field
     return config

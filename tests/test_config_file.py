@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from nodeagent.config import ConfigError, build_config, read_config_file
+from nodeagent.devenv.env import DevEnv
 
 NODEAGENT = [str(Path(sys.executable).with_name("nodeagent"))]
 
@@ -128,6 +129,8 @@ def test_one_warning_names_every_ignored_field(tmp_path: Path) -> None:
      "authorization.webhook.cacheAuthorizedTTL: invalid duration '5x'"),
     ("imageMinimumGCAge: 2 minutes\n", "imageMinimumGCAge: invalid duration '2 minutes'"),
     ("evictionHard:\n  memory.available: lots\n", "evictionHard[memory.available]"),
+    ("systemReserved:\n  memory: lots\n", "systemReserved.memory: "),
+    ("kubeReserved:\n  gpu: '1'\n", "kubeReserved: unknown resource 'gpu'"),
     ("containerLogMaxSize: 10 megs\n", "containerLogMaxSize: '10 megs' is not a positive quantity"),
     ("clusterDNS: [10.96.0.10, ten]\n", "clusterDNS[1]: 'ten' is not an IP address"),
     ("registerWithTaints:\n- {key: a, effect: NoSchedule}\n- {key: b, effect: Sometimes}\n",
@@ -216,3 +219,23 @@ def test_docs_list_every_field() -> None:
     for action in run_parser._actions:
         for flag in action.option_strings:
             assert flag in ("-h", "--help", "--config") or f"`{flag}`" in doc, flag
+
+
+def test_agent_runs_with_a_kubeadm_config_and_warns_once(devenv: DevEnv, tmp_path: Path) -> None:
+    """`nodeagent run` with kubeadm's file (this host's cgroup driver, no CA file):
+    it starts, and its log has one warning naming the ignored fields."""
+    from tests.agentproc import AgentProcess
+    agent = AgentProcess(devenv, tmp_path)
+    text = (KUBEADM.replace("cgroupDriver: systemd", "cgroupDriver: cgroupfs")
+            .replace("clientCAFile: /etc/kubernetes/pki/ca.crt", "clientCAFile: ''"))
+    agent.extra_args = ("--config", write(tmp_path, text))
+    try:
+        agent.start()
+        warnings = [r for r in agent.log_lines() if r.get("level") == "warning"
+                    and "not implemented by nodeagent" in r.get("event", "")]
+    finally:
+        code = agent.stop()
+        devenv.reset(tmp_path)
+    assert code == 0, agent.log_tail()
+    assert len(warnings) == 1, agent.log_tail()
+    assert warnings[0]["fields"] == IGNORED
