@@ -14,7 +14,7 @@ import grpc
 from nodeagent import __version__
 from nodeagent.cri.client import DEFAULT_REQUEST_TIMEOUT, CRIClient
 from nodeagent.config import (
-    ConfigError, build_config, load_config_file, parse_duration,
+    AgentConfig, ConfigError, build_config, parse_duration, read_config_file,
 )
 from nodeagent.cri.errors import CRIError
 from nodeagent.logsetup import FORMATS, configure_logging
@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="events posted per second (default 50)")
     run.add_argument("--event-burst", type=int, metavar="N", help="event burst (default 100)")
 
+    config = sub.add_parser("config", help="show the configuration `run` would use")
+    config_sub = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
+    config_sub.add_parser(  # the same flags as `run`, so it shows exactly what run would use
+        "dump", parents=[run], add_help=False, help="print the effective configuration",
+        description="Print the effective configuration (--config file + flags) as a "
+                    "KubeletConfiguration, then the flag-only settings and ignored fields.")
+
     pods = sub.add_parser("pods", help="list the agent's pods (from its read-only API)")
     pods.add_argument("--server", default="http://127.0.0.1:10255", metavar="URL",
                       help="the agent's read-only API (default http://127.0.0.1:10255)")
@@ -189,17 +196,40 @@ _RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_po
               "event_record_qps", "event_burst")
 
 
+def _load_config(args: argparse.Namespace) -> tuple[AgentConfig, list[str]] | None:
+    """--config + flags -> the configuration and the ignored file fields (logged
+    in one warning); None after printing the error."""
+    import structlog
+    try:
+        file_values, ignored = read_config_file(args.config) if args.config else ({}, [])
+        config = build_config(file_values, {k: getattr(args, k) for k in _RUN_FLAGS})
+    except ConfigError as exc:
+        print(f"nodeagent: error: {exc}", file=sys.stderr)
+        return None
+    if ignored:
+        structlog.get_logger().warning("KubeletConfiguration fields not implemented by nodeagent "
+                                       "are ignored", config=args.config, fields=ignored)
+    return config, ignored
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from nodeagent.kubeletconfig import dump_config
+    loaded = _load_config(args)
+    if loaded is None:
+        return 2
+    print(dump_config(*loaded), end="")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from nodeagent.agent import run_agent  # the agent's imports are not needed by other commands
     from nodeagent.cgroups.detect import CgroupSetupError
     from nodeagent.kube.kubeconfig import KubeconfigError
 
-    try:
-        file_values = load_config_file(args.config) if args.config else {}
-        config = build_config(file_values, {k: getattr(args, k) for k in _RUN_FLAGS})
-    except ConfigError as exc:
-        print(f"nodeagent: error: {exc}", file=sys.stderr)
+    loaded = _load_config(args)
+    if loaded is None:
         return 2
+    config, _ = loaded
     # `kill -USR1 <pid>` prints every thread's stack to the log: for a stuck agent.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
@@ -259,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"version": cmd_version, "run": cmd_run, "pods": cmd_pods}[args.command](args)
+        return {"version": cmd_version, "run": cmd_run, "pods": cmd_pods,
+                "config": cmd_config}[args.command](args)
     except CRIError as exc:
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 1

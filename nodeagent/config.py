@@ -1,9 +1,9 @@
 """Agent configuration: KubeletConfiguration (kubelet.config.k8s.io/v1beta1)
 fields from `--config`, overridden by kubelet-named flags, as the kubelet does.
 
-Only the fields nodeagent implements are accepted; an unknown field is
-refused by name rather than silently ignored, so a copied kubelet config
-never does less than its author thinks.
+A kubelet's config file loads as is: the fields nodeagent implements are used,
+the other KubeletConfiguration fields are named in one warning, and a name
+that is no KubeletConfiguration field is refused (nodeagent/kubeletconfig.py).
 """
 
 from __future__ import annotations
@@ -120,35 +120,6 @@ class AgentConfig:
         return (self.hostname_override or socket.gethostname()).strip().lower()
 
 
-_FILE_FIELDS = {
-    "staticPodPath": "static_pod_path", "podLogsDir": "pod_logs_dir", "address": "address",
-    "readOnlyPort": "read_only_port", "healthzBindAddress": "healthz_bind_address",
-    "healthzPort": "healthz_port", "maxPods": "max_pods", "cgroupRoot": "cgroup_root",
-    "containerRuntimeEndpoint": "container_runtime_endpoint",
-    "imageServiceEndpoint": "image_service_endpoint",
-    "runtimeRequestTimeout": "runtime_request_timeout", "syncFrequency": "sync_frequency",
-    "fileCheckFrequency": "file_check_frequency", "serializeImagePulls": "serialize_image_pulls",
-    "cgroupDriver": "cgroup_driver", "podPidsLimit": "pod_pids_limit", "cpuCFSQuota": "cpu_cfs_quota",
-    "cpuCFSQuotaPeriod": "cpu_cfs_quota_period", "systemReserved": "system_reserved",
-    "kubeReserved": "kube_reserved",
-    "evictionHard": "eviction_hard", "evictionSoft": "eviction_soft",
-    "evictionSoftGracePeriod": "eviction_soft_grace_period",
-    "evictionMinimumReclaim": "eviction_minimum_reclaim",
-    "mergeDefaultEvictionSettings": "merge_default_eviction_settings",
-    "evictionPressureTransitionPeriod": "eviction_pressure_transition_period",
-    "evictionMaxPodGracePeriod": "eviction_max_pod_grace_period",
-    "podCIDR": "pod_cidr", "clusterDNS": "cluster_dns", "clusterDomain": "cluster_domain",
-    "port": "port", "tlsCertFile": "tls_cert_file", "tlsPrivateKeyFile": "tls_private_key_file",
-    "authentication": "authentication", "authorization": "authorization", "containerLogMaxSize": "container_log_max_size",
-    "containerLogMaxFiles": "container_log_max_files",
-    "containerLogMonitorInterval": "container_log_monitor_interval",
-    "kubeAPIQPS": "kube_api_qps", "kubeAPIBurst": "kube_api_burst", "registerNode": "register_node",
-    "registerWithTaints": "register_with_taints",
-    "nodeStatusUpdateFrequency": "node_status_update_frequency",
-    "nodeStatusReportFrequency": "node_status_report_frequency",
-    "nodeLeaseDurationSeconds": "node_lease_duration_seconds",
-    "eventRecordQPS": "event_record_qps", "eventBurst": "event_burst",
-}
 _DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency",
               "eviction_pressure_transition_period", "cpu_cfs_quota_period", "eviction_monitoring_period",
               "container_log_monitor_interval", "node_status_update_frequency", "node_status_report_frequency",
@@ -157,59 +128,35 @@ _DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency
 _MAPS = {"eviction_hard", "eviction_soft", "eviction_soft_grace_period", "eviction_minimum_reclaim",
          "system_reserved", "kube_reserved"}
 
-_AUTH_FIELDS = {
-    "authentication": {("x509", "clientCAFile"): "client_ca_file", ("anonymous", "enabled"): "anonymous_auth",
-                       ("webhook", "enabled"): "authentication_webhook_enabled",
-                       ("webhook", "cacheTTL"): "authentication_webhook_cache_ttl"},
-    "authorization": {("mode", None): "authorization_mode",
-                      ("webhook", "cacheAuthorizedTTL"): "authorization_webhook_cache_authorized_ttl",
-                      ("webhook", "cacheUnauthorizedTTL"): "authorization_webhook_cache_unauthorized_ttl"},
-}
-
-
-def _auth_section(path: str, top: str, value: Any) -> dict[str, Any]:
-    """The parts of `authentication` / `authorization` nodeagent implements."""
-    allowed = _AUTH_FIELDS[top]
-    out: dict[str, Any] = {}
-    for section, body in (value or {}).items():
-        for key, item in (body or {}).items() if isinstance(body, dict) else [(None, body)]:
-            name = allowed.get((section, key))
-            if name is None:
-                supported = ", ".join(f"{s}.{k}" if k else s for s, k in allowed)
-                raise ConfigError(f"--config {path}: {top}.{section}"
-                                  f"{'.' + key if key else ''} is not supported by nodeagent "
-                                  f"(supported: {supported})")
-            out[name] = item
-    return out
-
-
-def load_config_file(path: str) -> dict[str, Any]:
-    """Read a KubeletConfiguration file into AgentConfig field values."""
+def read_config_file(path: str) -> tuple[dict[str, Any], list[str]]:
+    """Read a KubeletConfiguration file: (AgentConfig field values, the paths of
+    the fields nodeagent accepts but does not implement)."""
+    from nodeagent.kubeletconfig import split_fields  # the schema imports this module
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
     except OSError as exc:
         raise ConfigError(f"--config {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--config {path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"--config {path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a {KIND} object")
     if data.get("apiVersion") != API_VERSION or data.get("kind") != KIND:
         raise ConfigError(f"--config {path}: apiVersion/kind must be {API_VERSION}/{KIND}, "
                           f"not {data.get('apiVersion')!r}/{data.get('kind')!r}")
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in ("apiVersion", "kind"):
-            continue
-        name = _FILE_FIELDS.get(key)
-        if name is None:
-            raise ConfigError(f"--config {path}: field {key!r} is not supported by nodeagent "
-                              f"(supported: {', '.join(sorted(_FILE_FIELDS))})")
-        if name in _AUTH_FIELDS:
-            values.update(_auth_section(path, name, value))
-            continue
-        values[name] = value
-    return values
+    return split_fields({k: v for k, v in data.items() if k not in ("apiVersion", "kind")},
+                        f"--config {path}")
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """The AgentConfig field values of a KubeletConfiguration file."""
+    return read_config_file(path)[0]
+
+
+def _label(name: str) -> str:
+    """The name a user wrote: the config field path, else the flag."""
+    from nodeagent.kubeletconfig import FIELD_PATH
+    return FIELD_PATH.get(name) or f"--{name.replace('_', '-')}"
 
 
 def _ip_list(value: Any) -> tuple[str, ...]:
@@ -218,25 +165,38 @@ def _ip_list(value: Any) -> tuple[str, ...]:
     if not isinstance(items, (list, tuple)):
         raise ConfigError(f"clusterDNS: expected a list of IP addresses, got {value!r}")
     out = []
-    for item in items:
+    for i, item in enumerate(items):
         try:
             out.append(str(ipaddress.ip_address(str(item).strip())))
         except ValueError:
-            raise ConfigError(f"clusterDNS: {item!r} is not an IP address") from None
+            raise ConfigError(f"clusterDNS[{i}]: {item!r} is not an IP address") from None
     return tuple(out)
 
 
 def _check_taints(value: Any) -> list[str]:
     """registerWithTaints (Taint objects in the file) or --register-with-taints
     (`key=value:Effect,...`): validated as the kubelet does, kept as taint specs."""
-    from nodeagent.node.status import NodeConfigError, parse_taints
+    from nodeagent.node.status import TAINT_EFFECTS, NodeConfigError, parse_taints
     if isinstance(value, list):
         specs = []
         for i, taint in enumerate(value):
+            where = f"registerWithTaints[{i}]"
             if not isinstance(taint, dict) or not isinstance(taint.get("key"), str):
-                raise ConfigError(f"registerWithTaints[{i}]: expected a taint (key, value, effect), got {taint!r}")
+                raise ConfigError(f"{where}: expected a taint (key, value, effect), got {taint!r}")
+            if unknown := set(taint) - {"key", "value", "effect", "timeAdded"}:
+                raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+            if not isinstance(taint.get("value", ""), str):
+                raise ConfigError(f"{where}.value: expected a string, got {taint['value']!r}")
+            if taint.get("effect") not in TAINT_EFFECTS:
+                raise ConfigError(f"{where}.effect: {taint.get('effect')!r} is not a taint effect "
+                                  f"({', '.join(TAINT_EFFECTS)})")
             value_part = f"={taint['value']}" if taint.get("value") else ""
-            specs.append(f"{taint['key']}{value_part}:{taint.get('effect', '')}")
+            spec = f"{taint['key']}{value_part}:{taint['effect']}"
+            try:
+                parse_taints([spec])
+            except NodeConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            specs.append(spec)
         value = specs
     try:
         return [str(t) for t in parse_taints(value)]
@@ -262,13 +222,16 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
     types = {f.name: type(getattr(config, f.name)) for f in fields(AgentConfig)}
     for name, value in merged.items():
         if name in _DURATIONS:
-            value = parse_duration(value)
+            try:
+                value = parse_duration(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{_label(name)}: {exc}") from None
         elif name in _MAPS:
             if value is None:
                 value = None if name == "eviction_hard" else {}  # null: as if absent
             elif not isinstance(value, dict) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-                raise ConfigError(f"{name}: expected a map of strings, got {value!r}")
+                raise ConfigError(f"{_label(name)}: expected a map of strings, got {value!r}")
             else:
                 value = dict(value)
         elif name == "cluster_dns":
@@ -278,11 +241,11 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
         elif name == "node_labels":
             value = _check_labels(value)
         elif types[name] is bool and not isinstance(value, bool):
-            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+            raise ConfigError(f"{_label(name)}: expected true or false, got {value!r}")
         elif types[name] is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+            raise ConfigError(f"{_label(name)}: expected an integer, got {value!r}")
         elif types[name] is str and not isinstance(value, str):
-            raise ConfigError(f"{name}: expected a string, got {value!r}")
+            raise ConfigError(f"{_label(name)}: expected a string, got {value!r}")
         setattr(config, name, value)
     for port in ("read_only_port", "healthz_port", "port"):
         if not 0 <= getattr(config, port) <= 65535:
@@ -319,6 +282,14 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
         raise ConfigError("nodeStatusUpdateFrequency and nodeStatusReportFrequency must be positive")
     if config.max_pods < 1:
         raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
+    from nodeagent.cgroups.names import CgroupNameError, parse_root
+    from nodeagent.node.capacity import ReservationError, parse_reservation
+    try:  # checked again where used; here so a bad file stops `run` and `config dump` at once
+        parse_root(config.cgroup_root, config.cgroup_driver)
+        parse_reservation("systemReserved", config.system_reserved)
+        parse_reservation("kubeReserved", config.kube_reserved)
+    except (CgroupNameError, ReservationError) as exc:
+        raise ConfigError(str(exc)) from None
     from nodeagent.eviction.thresholds import eviction_config  # imports this module
     eviction_config(config)  # refuse bad thresholds at start, naming the field
     return config

@@ -321,10 +321,10 @@ def test_bad_config_is_a_clear_cli_error(tmp_path: Path) -> None:
     import subprocess
     from tests.agentproc import NODEAGENT
     bad = tmp_path / "bad.yaml"
-    bad.write_text("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncpuManagerPolicy: static\n")
+    bad.write_text("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncpuManagerPolicyy: static\n")
     result = subprocess.run([NODEAGENT, "run", "--config", str(bad)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "field 'cpuManagerPolicy' is not supported by nodeagent" in result.stderr
+    assert "unknown field 'cpuManagerPolicyy': not a KubeletConfiguration" in result.stderr
     bad.write_text("apiVersion: v1\nkind: Pod\n")
     result = subprocess.run([NODEAGENT, "run", "--config", str(bad)], capture_output=True, text=True, timeout=30)
     assert "apiVersion/kind must be kubelet.config.k8s.io/v1beta1/KubeletConfiguration" in result.stderr

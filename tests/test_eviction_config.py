@@ -117,7 +117,7 @@ def test_bad_settings_name_the_field(settings: EvictionSettings, error: str) -> 
 
 def test_config_file_type_errors_are_clear(tmp_path: Path) -> None:
     path = _config_file(tmp_path, "evictionHard: [memory.available]\n")
-    with pytest.raises(ConfigError, match=r"eviction_hard: expected a map of strings"):
+    with pytest.raises(ConfigError, match=r"evictionHard: expected a map of strings"):
         build_config(load_config_file(path), {})
     path = _config_file(tmp_path, "evictionHard: {memory.available: 1Gi}\nevictionSoft: null\n")
     assert _by_signal(eviction_config(build_config(load_config_file(path), {}))) == {

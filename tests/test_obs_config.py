@@ -38,7 +38,7 @@ def test_file_fields_and_flag_precedence(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("body,message", [
-    ("authentication:\n  webhook:\n    secret: x\n", "authentication.webhook.secret is not supported"),
+    ("authentication:\n  webhook:\n    secret: x\n", "unknown field 'authentication.webhook.secret'"),
     ("authorization:\n  mode: RBAC\n", "authorization.mode: must be Webhook or AlwaysAllow"),
     ("containerLogMaxSize: lots\n", "containerLogMaxSize: 'lots' is not a positive quantity"),
     ("containerLogMaxFiles: 1\n", "containerLogMaxFiles: must be at least 2"),
