@@ -87,6 +87,22 @@ def test_notifier_path_socket_and_absent_receiver(tmp_path: Path) -> None:
         shutil.rmtree(directory)
 
 
+async def test_first_sync_needs_sources_then_a_later_relist() -> None:
+    """READY's gate: every source reported, then a relist that started after."""
+    import asyncio
+
+    from nodeagent.sdnotify import first_sync
+    state = {"ready": False, "relist": time.monotonic()}  # a relist before the sources reported
+    task = asyncio.ensure_future(first_sync(lambda: state["ready"], lambda: state["relist"]))
+    await asyncio.sleep(0.3)
+    assert not task.done()
+    state["ready"] = True
+    await asyncio.sleep(0.3)
+    assert not task.done()  # the earlier relist does not count
+    state["relist"] = time.monotonic()
+    await asyncio.wait_for(task, 2)
+
+
 # -- a real agent against a real socket -------------------------------------------
 
 class NotifyReceiver:
@@ -117,7 +133,7 @@ class NotifyReceiver:
             fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
             if fields.get("READY") == "1" and self.on_ready is not None:
                 self.at_ready = self.on_ready()
-            self.messages.append((time.monotonic(), fields))
+            self.messages.append((time.time(), fields))  # wall clock, as the API server double's records
 
     def with_field(self, key: str, value: str | None = None) -> list[tuple[float, dict[str, str]]]:
         return [(t, m) for t, m in list(self.messages) if key in m and (value is None or m[key] == value)]
@@ -180,6 +196,33 @@ async def test_ready_after_first_sync_then_status_watchdog_stopping(devenv, tmp_
         devenv.reset(tmp_path)
 
 
+async def test_no_ready_until_the_api_source_synced(devenv, tmp_path, receiver, apiserver) -> None:
+    """With --kubeconfig the API server is a pod source: while it is down the
+    agent is alive (healthz, watchdog pings) but not READY; READY follows the
+    agent's first pod list from the API server."""
+    kubeconfig = apiserver.kubeconfig(tmp_path / "kubeconfig", user=f"system:node:{NODE_NAME}")
+    apiserver.pause()
+    agent = AgentProcess(devenv, tmp_path, "--kubeconfig", str(kubeconfig),
+                         environ=_environ(receiver, 1_000_000))
+    try:
+        agent.start()  # healthz answers
+        await wait_for(lambda: len(receiver.with_field("WATCHDOG")) >= 4, 10, 0.05, "watchdog pings")
+        assert not receiver.with_field("READY"), receiver.messages
+        resumed_at = time.time()
+        apiserver.resume()
+        ready = await wait_for(lambda: receiver.with_field("READY", "1"), 60, 0.05, "READY=1")
+        pod_lists = [r.time for r in apiserver.requests
+                     if r.method == "GET" and r.path == "/api/v1/pods" and r.status == 200
+                     and "watch" not in r.query]
+        assert pod_lists and resumed_at < pod_lists[0] < ready[0][0], (pod_lists, ready)
+        await wait_for(lambda: "API server connected" in receiver.with_field("STATUS")[-1][1]["STATUS"],
+                       30, 0.2, "STATUS with the API server connected")
+        assert agent.stop() == 0
+    finally:
+        agent.stop()
+        devenv.reset(tmp_path)
+
+
 async def test_watchdog_stops_while_runtime_is_down(devenv, tmp_path, receiver) -> None:
     agent = AgentProcess(devenv, tmp_path, environ=_environ(receiver, 1_000_000))
     try:
@@ -188,11 +231,11 @@ async def test_watchdog_stops_while_runtime_is_down(devenv, tmp_path, receiver) 
         await wait_for(lambda: len(receiver.with_field("WATCHDOG")) >= 2, 5, 0.05, "watchdog pings")
         devenv.containerd.stop()
         try:
-            stopped_at = time.monotonic()
+            stopped_at = time.time()
 
             def quiet() -> bool:  # no ping for 3 s (6 intervals): pings stopped
                 pings = receiver.with_field("WATCHDOG")
-                return time.monotonic() - pings[-1][0] > 3.0
+                return time.time() - pings[-1][0] > 3.0
             await wait_for(quiet, 30, 0.2, "watchdog pings to stop with the runtime down")
             last_ping = receiver.with_field("WATCHDOG")[-1][0]
             assert last_ping - stopped_at < 15  # RUNTIME_SILENCE (10 s) + a ping interval
