@@ -68,7 +68,7 @@ def test_notifier_sends_to_abstract_socket() -> None:
             notifier.close()
 
 
-def test_notifier_path_socket_and_absent_receiver(tmp_path: Path) -> None:
+def test_notifier_path_socket_and_absent_receiver() -> None:
     directory = Path(tempfile.mkdtemp(prefix="sdn-", dir="/tmp"))  # AF_UNIX paths are short
     path = directory / "notify"
     try:
