@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import functools
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from nodeagent.pods.crispec import NodeContext
 from nodeagent.pods.manager import PodManager
 from nodeagent.pods.relist import Relister
 from nodeagent.pods.worker import WorkerDeps
+from nodeagent.sdnotify import SystemdReporter, first_sync
 from nodeagent.server.local import HealthCheck, LocalServer
 from nodeagent.sources.static import StaticPodSource, StaticSnapshot
 
@@ -53,6 +55,7 @@ log = structlog.get_logger("nodeagent.agent")
 
 STATIC_SOURCE = "file"
 SHUTDOWN_WAIT = 10.0  # seconds the agent's tasks get to end after SIGTERM
+RUNTIME_SILENCE = 10.0  # seconds without a successful relist before the systemd watchdog stops
 
 
 class Agent:
@@ -79,6 +82,8 @@ class Agent:
         self.reserved_memory = 0
         self.eviction: EvictionManager | None = None
         self.cluster: Cluster | None = None
+        self.runtime_version = ""
+        self.systemd = SystemdReporter.from_env(status=self._systemd_status, healthy=self._runtime_answering)
 
     def stop(self) -> None:
         self._stop.set()
@@ -96,8 +101,10 @@ class Agent:
             self.cluster = Cluster(config)
         secure = observability.secure_listener(  # checks TLS files
             self._pods_with_status, node_ips, self.cluster.webhook_auth() if self.cluster else None)
+        self._spawn(self.systemd.watchdog())  # pings while starting, too: TimeoutStartSec= bounds that
         await self._start_debug_socket()  # before the runtime answers: crictl then says why not
         version = await self._wait_for_runtime()
+        self.runtime_version = f"{version.runtime_name} {version.runtime_version}"
         cgroups = await self._setup_cgroups()
         allocatable_now = self.node_allocatable
         assert allocatable_now is not None
@@ -157,6 +164,8 @@ class Agent:
                  healthz_port=self.server.bound_ports.healthz,
                  read_only_port=self.server.bound_ports.read_only,
                  port=self.server.bound_ports.secure)
+        self._spawn(self.systemd.report(lambda: first_sync(
+            lambda: manager.sources_ready, lambda: self.relister.last_relist if self.relister else 0.0)))
         try:
             await self._stop.wait()
         finally:
@@ -317,8 +326,29 @@ class Agent:
             checks.append(HealthCheck("network", net.ready, f"{net.reason}: {net.message}"))
         return checks
 
+    def _runtime_answering(self) -> bool:
+        """The systemd watchdog's health: the loop runs and the runtime answered
+        a relist lately (stricter than /healthz's 3-minute PLEG threshold)."""
+        relister = self.relister
+        if relister is None:
+            return True  # still starting: TimeoutStartSec= governs
+        return relister.healthy()[0] and time.monotonic() - relister.last_relist < RUNTIME_SILENCE
+
+    def _systemd_status(self) -> str:
+        """The one line `systemctl status nodeagent` shows."""
+        pods = self.relister.running_pods if self.relister else 0
+        runtime = f"runtime {self.runtime_version or 'not answering yet'}"
+        if self.relister is not None and not self._runtime_answering():
+            runtime += " not answering"
+        api = "standalone"
+        if self.cluster is not None:
+            api = "connected" if self.cluster.report().get("connected") else "unreachable"
+        net = "" if self.network is None or self.network.network_ready().ready else "; pod network not ready"
+        return f"{pods} pods running; {runtime}; API server {api}{net}"
+
     async def _shutdown(self) -> None:
         log.info("stopping nodeagent; pods keep running")
+        self.systemd.stopping()
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -336,6 +366,7 @@ class Agent:
         if self.cluster is not None:
             await self.cluster.close()
         await self.cri.close()
+        self.systemd.close()
         self.executor.shutdown(wait=False)
 
 

@@ -179,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     pods = sub.add_parser("pods", help="list the agent's pods (from its read-only API)")
     pods.add_argument("--server", default="http://127.0.0.1:10255", metavar="URL",
                       help="the agent's read-only API (default http://127.0.0.1:10255)")
+
+    inst = sub.add_parser("install", help="install the systemd unit, its drop-in, the default config "
+                                          "and the CNI plugin (idempotent)")
+    inst.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
+    inst.add_argument("--prefix", default="/", metavar="DIR", help="install under this root (default /)")
+    inst.add_argument("--cni-bin-dir", default="/opt/cni/bin", metavar="DIR",
+                      help="where the runtime looks for CNI plugins (default /opt/cni/bin)")
     return parser
 
 
@@ -273,6 +280,21 @@ async def _runtime_version(endpoint: str, timeout: float) -> str:
                 f"(CRI API {v.runtime_api_version}) at {endpoint}")
 
 
+def cmd_install(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nodeagent.install import InstallError, install
+    try:
+        lines = install(Path(args.prefix), dry_run=args.dry_run, cni_bin_dir=args.cni_bin_dir)
+    except InstallError as exc:
+        print(f"nodeagent: error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    if not args.dry_run and Path(args.prefix) == Path("/"):
+        print("next: systemctl daemon-reload && systemctl enable --now nodeagent")
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"nodeagent v{__version__} (python {platform.python_version()}, grpc {grpc.__version__})")
     if args.container_runtime_endpoint:
@@ -290,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return {"version": cmd_version, "run": cmd_run, "pods": cmd_pods,
-                "config": cmd_config}[args.command](args)
+                "config": cmd_config, "install": cmd_install}[args.command](args)
     except CRIError as exc:
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 1

@@ -23,8 +23,10 @@ NODE_NAME = "testnode"
 
 
 class AgentProcess:
-    def __init__(self, env: DevEnv, workdir: Path, *extra_args: str) -> None:
+    def __init__(self, env: DevEnv, workdir: Path, *extra_args: str,
+                 environ: dict[str, str] | None = None) -> None:
         self.env = env
+        self.environ = environ  # the process environment (default: inherited)
         self.workdir = workdir
         self.manifests = workdir / "manifests"
         self.root_dir = workdir / "root"
@@ -59,7 +61,7 @@ class AgentProcess:
         log = open(self.log_file, "ab")
         try:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL, env=self.environ)
         finally:
             log.close()
         deadline = time.monotonic() + timeout

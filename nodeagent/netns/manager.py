@@ -144,10 +144,7 @@ class NetworkManager:
         each written whole then renamed, so the runtime never reads half a file."""
         self.cni_bin_dir.mkdir(parents=True, exist_ok=True)
         self.cni_conf_dir.mkdir(parents=True, exist_ok=True)
-        source = Path(__file__).with_name("plugin.py").read_text()
-        if not os.access(SYSTEM_PYTHON, os.X_OK):  # the plugin needs only the stdlib
-            source = source.replace(f"#!{SYSTEM_PYTHON} ", f"#!{sys.executable} ", 1)
-        _atomic_write(self.cni_bin_dir / PLUGIN_NAME, source, 0o755)
+        _atomic_write(self.cni_bin_dir / PLUGIN_NAME, plugin_source(), 0o755)
         loopback = self.cni_bin_dir / "loopback"
         if not loopback.exists():
             found = next((p for p in LOOPBACK_SOURCES if p.exists()), None)
@@ -275,6 +272,14 @@ def network_settings(config: AgentConfig) -> NetworkSettings:
         subnet=ipaddress.IPv4Network(config.pod_cidr),
         mtu=config.pod_mtu,  # 0: resolved in start()
         state_dir=state, agent_socket=socket_path, python=sys.executable)
+
+
+def plugin_source() -> str:
+    """The CNI plugin executable (also written by `nodeagent install`)."""
+    source = Path(__file__).with_name("plugin.py").read_text()
+    if not os.access(SYSTEM_PYTHON, os.X_OK):  # the plugin needs only the stdlib
+        source = source.replace(f"#!{SYSTEM_PYTHON} ", f"#!{sys.executable} ", 1)
+    return source
 
 
 def _atomic_write(path: Path, content: str, mode: int) -> None:
