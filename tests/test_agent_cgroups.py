@@ -170,7 +170,9 @@ async def test_create_delete_cycles_leave_no_cgroups(agent: AgentProcess, devenv
 
 
 def test_cgroup_driver_mismatch_is_refused(devenv: DevEnv, tmp_path: Path) -> None:
-    agent = AgentProcess(devenv, tmp_path, "--cgroup-driver", "systemd")
+    # A systemd cgroup root must be a slice (checked with the config); "/" is one.
+    # The mismatch is refused before anything is created under it.
+    agent = AgentProcess(devenv, tmp_path, "--cgroup-driver", "systemd", "--cgroup-root", "/")
     result = subprocess.run(agent.command(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "misconfiguration: nodeagent cgroup driver 'systemd' is different from the container " \

@@ -145,7 +145,17 @@ class DevEnv:
 
     def reset(self, workdir: Path | None = None) -> None:
         """Between tests: no pods in the runtime, no pod cgroups, no mounts
-        left under `workdir` (an agent's root dir holds tmpfs emptyDirs)."""
+        left under `workdir` (an agent's root dir holds tmpfs emptyDirs).
+        A containerd that died during the test is started again for the next
+        tests, and the test fails with its exit status and log."""
+        proc = self.containerd.process
+        died = proc is not None and (proc.poll() is not None or not self.containerd.paths.socket.exists())
+        if died:
+            assert proc is not None
+            status = proc.returncode if proc.poll() is not None else "running, socket gone"
+            tail = self.containerd.log_tail(40)
+            self.containerd.stop()
+            self.containerd.start()
         run_coroutine(lambda: remove_all_pods(self.endpoint))
         self._drop_agent_conflists()
         if workdir is not None:
@@ -153,6 +163,9 @@ class DevEnv:
         for cgroup in self._own_cgroups():
             for child in [p for p in cgroup.iterdir() if p.is_dir()]:
                 _rmdir_tree(child)
+        if died:
+            raise HarnessError(f"containerd exited during the test (status {status}); "
+                               f"restarted for the next tests. Its log ended:\n{tail}")
 
     def __enter__(self) -> DevEnv:
         return self.up()
