@@ -33,11 +33,11 @@ from nodeagent.eviction.manager import EvictionManager
 from nodeagent.eviction.signals import SignalReader
 from nodeagent.eviction.thresholds import eviction_config, hard_eviction_reservation
 from nodeagent.kube.cluster import Cluster
-from nodeagent.node.info import NodeAddressError, read_node_facts
 from nodeagent.kube.podsource import API_SOURCE
 from nodeagent.node.capacity import (
     NodeResources, ReservationError, allocatable, machine_capacity, parse_reservation, pods_cgroup_budget,
 )
+from nodeagent.node.info import NodeAddressError, read_node_facts
 from nodeagent.node.podusage import pod_usage
 from nodeagent.netns.manager import NetworkManager, NetworkSetupError, network_settings
 from nodeagent.metrics import kubelet as metrics
