@@ -41,6 +41,19 @@ def parse_duration(text: str | int | float) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration.String(): 0s, 500ms, 10s, 5m0s, 1h0m0s."""
+    if seconds == 0:
+        return "0s"
+    if seconds < 1:
+        return f"{round(seconds * 1000, 6):g}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    out = f"{int(hours)}h" if hours else ""
+    if hours or minutes:
+        out += f"{int(minutes)}m"
+    return out + f"{round(secs, 9):g}s"
+
 @dataclass
 class AgentConfig:
     # KubeletConfiguration fields (camelCase in the file).

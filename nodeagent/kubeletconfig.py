@@ -15,9 +15,7 @@ from typing import Any
 
 import yaml
 
-from nodeagent.config import (
-    API_VERSION, KIND, AgentConfig, ConfigError, parse_duration,
-)
+from nodeagent.config import API_VERSION, KIND, AgentConfig, ConfigError, go_duration, parse_duration
 
 # Every KubeletConfiguration v1beta1 field; a dict is a struct whose sub-fields
 # follow the same rule, None a leaf (maps and lists are leaves).
@@ -177,20 +175,6 @@ def split_fields(data: dict[str, Any], source: str) -> tuple[dict[str, Any], lis
 
     walk(data, SCHEMA, "")
     return values, ignored
-
-
-def go_duration(seconds: float) -> str:
-    """Go's time.Duration.String(): 0s, 500ms, 10s, 5m0s, 1h0m0s."""
-    if seconds == 0:
-        return "0s"
-    if seconds < 1:
-        return f"{round(seconds * 1000, 6):g}ms"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    out = f"{int(hours)}h" if hours else ""
-    if hours or minutes:
-        out += f"{int(minutes)}m"
-    return out + f"{round(secs, 9):g}s"
 
 
 def _encode(attr: str, value: Any) -> Any:

@@ -83,32 +83,45 @@ def describe(exc: BaseException) -> str:
 
 
 class TokenBucket:
-    """client-go's flowcontrol token bucket: `qps` per second, up to `burst` at once."""
+    """client-go's flowcontrol token bucket: `qps` per second, up to `burst` at
+    once, starting full. `acquire` waits for a token (request rate limits);
+    `try_accept` takes one if there is one (the event spam filter, with its
+    own clock)."""
 
-    def __init__(self, qps: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, qps: float, burst: int, now: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.qps, self.burst = float(qps), max(1, int(burst))
         self._clock = clock
-        self._tokens = float(self.burst)
-        self._last = clock()
-        self._lock = asyncio.Lock()
+        self.tokens = float(self.burst)
+        self.last = clock() if now is None else now
+        self._lock: asyncio.Lock | None = None  # made on first acquire: spam-filter buckets never wait
 
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
-        self._last = now
+    def _refill(self, now: float) -> None:
+        if now > self.last:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.qps)
+            self.last = now
+
+    def try_accept(self, now: float | None = None) -> bool:
+        self._refill(self._clock() if now is None else now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
 
     async def acquire(self) -> float:
         """Waits for a token; returns how long it waited."""
         if self.qps <= 0:  # kubeAPIQPS 0 would block forever; the kubelet treats <=0 as no limit
             return 0.0
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:  # FIFO: waiters are served in order
-            self._refill()
+            self._refill(self._clock())
             wait = 0.0
-            if self._tokens < 1:
-                wait = (1 - self._tokens) / self.qps
+            if self.tokens < 1:
+                wait = (1 - self.tokens) / self.qps
                 await asyncio.sleep(wait)
-                self._refill()
-            self._tokens -= 1
+                self._refill(self._clock())
+            self.tokens -= 1
             return wait
 
 

@@ -31,6 +31,7 @@ from nodeagent.api.codec import encode
 from nodeagent.api.event import Event, EventSource, ObjectReference
 from nodeagent.api.node import format_time
 from nodeagent.api.types import ObjectMeta
+from nodeagent.kube.client import TokenBucket
 
 COMPONENT = "kubelet"
 NAMESPACE_DEFAULT = "default"
@@ -132,24 +133,6 @@ class LRU(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._data)
-
-
-class TokenBucket:
-    """golang.org/x/time/rate as flowcontrol's passive limiter: starts full."""
-
-    def __init__(self, qps: float, burst: int, now: float) -> None:
-        self.qps, self.burst = qps, burst
-        self.tokens = float(burst)
-        self.last = now
-
-    def try_accept(self, now: float) -> bool:
-        if now > self.last:
-            self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.qps)
-            self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 def event_key(e: Event) -> str:

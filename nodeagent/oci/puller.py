@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from nodeagent.config import go_duration
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError, RuntimeUnavailable
 from nodeagent.cri.pb import api_pb2 as pb
@@ -98,19 +99,9 @@ class ImagePuller:
         pulled = await self.cri.image_status(ref)
         done = time.monotonic()
         size = f" Image size: {pulled.size} bytes." if pulled is not None else ""
-        event("Normal", "Pulled", f'Successfully pulled image "{image}" in {_go_duration(done - pull_started)} '
-                                  f"({_go_duration(done - started)} including waiting).{size}")
+        event("Normal", "Pulled", f'Successfully pulled image "{image}" in {go_duration(done - pull_started)} '
+                                  f"({go_duration(done - started)} including waiting).{size}")
         return _ensured(pulled) if pulled is not None else EnsuredImage(ref, None, "")
-
-
-def _go_duration(seconds: float) -> str:
-    """time.Duration's String for the Pulled event (e.g. 1.234s, 250ms)."""
-    if seconds < 1:
-        return f"{seconds * 1000:.3g}ms"
-    if seconds < 60:
-        return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}m{rest:.3f}".rstrip("0").rstrip(".") + "s"
 
 
 def _ensured(image: pb.Image) -> EnsuredImage:

@@ -23,6 +23,7 @@ import structlog
 from nodeagent.api.types import Container, Pod, PodCondition, PodStatus
 from nodeagent.cgroups.fs import CgroupError
 from nodeagent.cgroups.manager import CgroupManager
+from nodeagent.config import go_duration
 from nodeagent.cri.client import CRIClient
 from nodeagent.configdata.env import fetch_env_objects
 from nodeagent.configdata.objects import ConfigObjects
@@ -66,23 +67,6 @@ class WorkerDeps:
     # configMaps, secrets and tokens from the API server; None: standalone, pods that
     # reference them wait with a clear message.
     config_objects: ConfigObjects | None = None
-
-
-def go_duration(seconds: float) -> str:
-    """Go's time.Duration.String for whole seconds: 10s, 1m20s, 5m0s."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m}m{s}s"
-
-
-def pod_desc(pod: Pod) -> str:
-    """kubelet format.Pod: name_namespace(uid)."""
-    return f"{pod.metadata.name}_{pod.metadata.namespace}({pod.metadata.uid})"
 
 
 @dataclass
@@ -559,10 +543,10 @@ class PodWorker:
             if decision.wait > 0:
                 self.view.waiting[c.name] = Waiting(
                     "CrashLoopBackOff",
-                    f"back-off {go_duration(decision.delay)} restarting failed "
-                    f"container={c.name} pod={pod_desc(self.pod)}")
+                    f"back-off {go_duration(round(decision.delay))} restarting failed "
+                    f"container={c.name} pod={crispec.format_pod(self.pod)}")
                 self._event(c.name, WARNING, "BackOff",
-                            f"Back-off restarting failed container {c.name} in pod {pod_desc(self.pod)}")
+                            f"Back-off restarting failed container {c.name} in pod {crispec.format_pod(self.pod)}")
                 plan.soon(decision.wait)
                 return False
             annotations = decision.annotations
