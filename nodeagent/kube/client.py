@@ -82,6 +82,31 @@ def describe(exc: BaseException) -> str:
     return str(exc)
 
 
+class ApiConnectionState:
+    """What the agent knows about its API server connection, shared by every
+    loop that talks to it: logged on change (not on every retry) and shown at
+    /nodeagent/node."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.last_error = ""
+
+    def ok(self) -> None:
+        if not self.connected:
+            log.info("API server reachable", previous_error=self.last_error or None)
+        self.connected, self.last_error = True, ""
+
+    def failed(self, what: str, exc: Exception) -> None:
+        message = f"{what}: {describe(exc)}"
+        if self.connected or message != self.last_error:  # log on change, not on every retry
+            denied = isinstance(exc, ApiError) and exc.denied
+            (log.error if denied else log.warning)("API server request failed; retrying", error=message)
+        self.connected, self.last_error = False, message
+
+    def report(self) -> dict[str, Any]:
+        return {"connected": self.connected, "lastError": self.last_error}
+
+
 class TokenBucket:
     """client-go's flowcontrol token bucket: `qps` per second, up to `burst` at
     once, starting full. `acquire` waits for a token (request rate limits);

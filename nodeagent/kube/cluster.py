@@ -18,12 +18,12 @@ import structlog
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError
 from nodeagent.events import recorder
-from nodeagent.kube.client import KubeClient
+from nodeagent.kube.client import ApiConnectionState, KubeClient
 from nodeagent.kube.eventsink import EventSink
 from nodeagent.kube.events import EventPipeline
 from nodeagent.kube.kubeconfig import load_kubeconfig
 from nodeagent.kube.objects import ApiConfigObjects
-from nodeagent.kube.node import ApiConnectionState, LeaseRenewer, NodeReporter
+from nodeagent.kube.node import LeaseRenewer, NodeReporter
 from nodeagent.kube.podsource import API_SOURCE, ApiPodSource
 from nodeagent.kube.podstatus import PodStatusManager
 from nodeagent.kube.webhookauth import WebhookAuth
@@ -91,7 +91,8 @@ class Cluster:
         self.lease = LeaseRenewer(self.client, name, self.node_uid,
                                   duration_seconds=config.node_lease_duration_seconds, state=self.state,
                                   node_registered=self.node.registered)
-        self.source = ApiPodSource(self.client, name, lambda pods: manager.set_pods(API_SOURCE, pods))
+        self.source = ApiPodSource(self.client, name, lambda pods: manager.set_pods(API_SOURCE, pods),
+                                   state=self.state)
         self.status = PodStatusManager(self.client, manager, self.source, name, self.node_uid)
         self.source.on_change = self.status.notify
         manager.listeners.append(self.status.notify)

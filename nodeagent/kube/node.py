@@ -21,7 +21,7 @@ import structlog
 
 from nodeagent.api.codec import DecodeError, decode, encode
 from nodeagent.api.node import Lease, Node, NodeSpec, NodeStatus
-from nodeagent.kube.client import ApiError, KubeClient, Unreachable, describe
+from nodeagent.kube.client import ApiConnectionState, ApiError, KubeClient, Unreachable
 from nodeagent.kube.strategicpatch import two_way
 from nodeagent.node.status import (
     NodeStatusBuilder, ReportSchedule, lease, lease_renew_interval, renew_lease, status_changed,
@@ -42,29 +42,6 @@ def lease_path(name: str = "") -> str:
     return f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases" + (f"/{name}" if name else "")
 
 
-class ApiConnectionState:
-    """What the agent knows about its API server connection, for logs and /nodeagent/node."""
-
-    def __init__(self) -> None:
-        self.connected = False
-        self.last_error = ""
-
-    def ok(self) -> None:
-        if not self.connected:
-            log.info("API server reachable", previous_error=self.last_error or None)
-        self.connected, self.last_error = True, ""
-
-    def failed(self, what: str, exc: Exception) -> None:
-        message = f"{what}: {describe(exc)}"
-        if self.connected or message != self.last_error:  # log on change, not on every retry
-            denied = isinstance(exc, ApiError) and exc.denied
-            (log.error if denied else log.warning)("API server request failed; retrying", error=message)
-        self.connected, self.last_error = False, message
-
-    def report(self) -> dict[str, Any]:
-        return {"connected": self.connected, "lastError": self.last_error}
-
-
 class NodeReporter:
     def __init__(self, client: KubeClient, node_name: str, *, builder: NodeStatusBuilder,
                  initial_node: Callable[[NodeStatus], Node], update_frequency: float = 10.0,
@@ -80,15 +57,10 @@ class NodeReporter:
         self.state = state or ApiConnectionState()
         self.node: dict[str, Any] | None = None  # the Node as the API server last returned it
         self.registered = asyncio.Event()
-        self._kick = asyncio.Event()
 
     @property
     def uid(self) -> str | None:
         return (self.node or {}).get("metadata", {}).get("uid")
-
-    def update_now(self) -> None:
-        """Something the status shows changed (runtime down, pressure): do not wait."""
-        self._kick.set()
 
     async def run(self) -> None:
         delay = 0.5
@@ -106,8 +78,7 @@ class NodeReporter:
                     self.state.ok()
             except (ApiError, Unreachable) as exc:
                 self.state.failed("updating node status", exc)
-            await wait_event(self._kick, self.update_frequency)
-            self._kick.clear()
+            await asyncio.sleep(self.update_frequency)
 
     def _adopt(self, node: dict[str, Any]) -> None:
         self.node = node

@@ -17,7 +17,7 @@ import base64
 import binascii
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -67,7 +67,6 @@ def _typed(ref: Ref, obj: dict[str, Any]) -> ConfigMapData | SecretData:
 class _Watched:
     def __init__(self) -> None:
         self.value: Any = _ABSENT  # _ABSENT: not known; None: does not exist
-        self.synced = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
 
@@ -178,7 +177,6 @@ class ApiConfigObjects:
                 listed = await self.client.get(_path(ref, name=False), params)
                 items = listed.get("items") or []
                 self._set(ref, watched, _typed(ref, items[0]) if items else None)
-                watched.synced.set()
                 rv = (listed.get("metadata") or {}).get("resourceVersion")
                 while True:
                     async for event in self.client.watch(_path(ref, name=False), dict(params, resourceVersion=rv),
@@ -202,6 +200,3 @@ class ApiConfigObjects:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._watched.clear()
-
-    def watched(self) -> Iterator[Ref]:
-        return iter(self._watched)

@@ -24,12 +24,12 @@ from nodeagent.api.codec import DecodeError, decode_with_warnings
 from nodeagent.api.defaults import apply_defaults
 from nodeagent.api.types import Pod
 from nodeagent.events import WARNING, record_event
-from nodeagent.kube.client import ApiError, KubeClient, Unreachable, describe
+from nodeagent.kube.client import ApiConnectionState, ApiError, KubeClient, Unreachable
+from nodeagent.sources.static import CONFIG_SOURCE_ANNOTATION
 
 log = structlog.get_logger("nodeagent.kube.pods")
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-SOURCE_ANNOTATION = "kubernetes.io/config.source"
 API_SOURCE = "api"
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
 
@@ -47,7 +47,8 @@ def is_mirror(obj: dict[str, Any]) -> bool:
 
 class ApiPodSource:
     def __init__(self, client: KubeClient, node_name: str, on_pods: Callable[[list[Pod]], None],
-                 *, on_change: Callable[[str], None] | None = None, watch_timeout: int = 300) -> None:
+                 *, on_change: Callable[[str], None] | None = None, watch_timeout: int = 300,
+                 state: ApiConnectionState | None = None) -> None:
         self.client = client
         self.node_name = node_name
         self.on_pods = on_pods
@@ -59,8 +60,7 @@ class ApiPodSource:
         self.resource_version = ""
         self.synced = asyncio.Event()  # the first list arrived
         self.relists = 0
-        self.connected = False
-        self.last_error = ""
+        self.state = state or ApiConnectionState()
         self._refused: set[tuple[str, str]] = set()  # (uid, resourceVersion) already reported undecodable
 
     @property
@@ -93,19 +93,11 @@ class ApiPodSource:
                              resource_version=self.resource_version)
                     need_list = True
                     continue
-                self._failed(exc)
+                self.state.failed("listing/watching pods (running pods are kept)", exc)
             except Unreachable as exc:
-                self._failed(exc)
+                self.state.failed("listing/watching pods (running pods are kept)", exc)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(RETRY_MAX, delay * 2)
-
-    def _failed(self, exc: Exception) -> None:
-        message = describe(exc)
-        if self.connected or message != self.last_error:
-            (log.error if isinstance(exc, ApiError) and exc.denied else log.warning)(
-                "cannot list/watch pods; running pods are kept", error=message)
-        self.connected = False
-        self.last_error = message
 
     async def _list(self) -> None:
         body = await self.client.get(self.path, self._params())
@@ -125,14 +117,14 @@ class ApiPodSource:
             self._notify(uid)
         for uid in fresh:
             self._notify(uid)
-        self.connected, self.last_error = True, ""
+        self.state.ok()
         self._publish()
         self.synced.set()
 
     async def _watch(self) -> None:
         params = dict(self._params(), resourceVersion=self.resource_version)
         async for event in self.client.watch(self.path, params, timeout_seconds=self.watch_timeout):
-            self.connected, self.last_error = True, ""
+            self.state.ok()
             meta = event.object.get("metadata") or {}
             rv = str(meta.get("resourceVersion") or "")
             if event.type == "BOOKMARK":
@@ -192,5 +184,5 @@ class ApiPodSource:
                              message=f"nodeagent cannot read this pod: {exc}")
             return None
         apply_defaults(pod)  # the API server defaulted it already; fills what older servers omit
-        pod.metadata.annotations.setdefault(SOURCE_ANNOTATION, API_SOURCE)
+        pod.metadata.annotations.setdefault(CONFIG_SOURCE_ANNOTATION, API_SOURCE)
         return pod

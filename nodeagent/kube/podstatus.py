@@ -30,12 +30,11 @@ from nodeagent.kube.podsource import MIRROR_ANNOTATION, ApiPodSource
 from nodeagent.kube.strategicpatch import two_way
 from nodeagent.metrics import kubelet as metrics
 from nodeagent.pods.manager import PodManager
+from nodeagent.sources.static import CONFIG_HASH_ANNOTATION, CONFIG_SOURCE_ANNOTATION, FILE_SOURCE
 from nodeagent.waiting import wait_event
 
 log = structlog.get_logger("nodeagent.kube.status")
 
-CONFIG_HASH = "kubernetes.io/config.hash"
-CONFIG_SOURCE = "kubernetes.io/config.source"
 RESYNC_PERIOD = 10.0  # kubelet status manager syncPeriod
 KUBELET_FIELDS = frozenset({
     "phase", "conditions", "message", "reason", "hostIP", "hostIPs", "podIP", "podIPs", "startTime",
@@ -72,6 +71,15 @@ def merged_status(api_status: dict[str, Any], ours: dict[str, Any]) -> dict[str,
     return out
 
 
+def config_hash(pod: Pod) -> str:
+    """What a static pod's mirror carries in kubernetes.io/config.mirror."""
+    return pod.metadata.annotations.get(CONFIG_HASH_ANNOTATION, pod.metadata.uid)
+
+
+def is_static(pod: Pod) -> bool:
+    return pod.metadata.annotations.get(CONFIG_SOURCE_ANNOTATION) == FILE_SOURCE
+
+
 def mirror_body(pod: Pod, node_name: str, node_uid: str) -> dict[str, Any]:
     """The mirror pod of a static pod: its spec, labels and annotations, the
     config.mirror annotation carrying the static pod's hash, owned by the Node."""
@@ -82,7 +90,7 @@ def mirror_body(pod: Pod, node_name: str, node_uid: str) -> dict[str, Any]:
                 "deletionGracePeriodSeconds"):
         meta.pop(key, None)
     annotations = dict(meta.get("annotations") or {})
-    annotations[MIRROR_ANNOTATION] = pod.metadata.annotations.get(CONFIG_HASH, pod.metadata.uid)
+    annotations[MIRROR_ANNOTATION] = config_hash(pod)
     meta["annotations"] = annotations
     meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid,
                                 "controller": True}]
@@ -102,7 +110,6 @@ class PodStatusManager:
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(workers)
         self._reported_errors: set[tuple[str, str]] = set()
-        self.healthy = True
 
     def notify(self, uid: str) -> None:
         self._dirty.add(uid)
@@ -133,8 +140,7 @@ class PodStatusManager:
 
     async def sync_batch(self, uids: set[str]) -> set[str]:
         """Returns the uids to retry (API server unreachable)."""
-        static_by_hash = {p.metadata.annotations.get(CONFIG_HASH, uid): p for uid, p in self.manager.pods.items()
-                          if p.metadata.annotations.get(CONFIG_SOURCE) == "file"}
+        static_by_hash = {config_hash(p): p for p in self.manager.pods.values() if is_static(p)}
         mirrors = {o["metadata"]["annotations"][MIRROR_ANNOTATION]: o for o in self.source.mirror_pods()}
         mirror_hash = {o["metadata"]["uid"]: h for h, o in mirrors.items()}
         jobs: dict[str, Any] = {}
@@ -148,12 +154,11 @@ class PodStatusManager:
             pod = self.manager.pods.get(uid)
             if pod is None or uid in jobs:
                 continue
-            if pod.metadata.annotations.get(CONFIG_SOURCE) == "file":
-                jobs[uid] = self._sync_static(uid, pod, mirrors.get(pod.metadata.annotations.get(CONFIG_HASH, uid)))
+            if is_static(pod):
+                jobs[uid] = self._sync_static(uid, pod, mirrors.get(config_hash(pod)))
             else:
                 jobs[uid] = self._sync_api_pod(uid, pod)
         results = await asyncio.gather(*(self._guarded(job) for job in jobs.values()))
-        self.healthy = all(results)
         return {uid for uid, ok in zip(jobs, results) if not ok}
 
     async def _guarded(self, job: Any) -> bool:
