@@ -12,6 +12,7 @@ import concurrent.futures
 import functools
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from nodeagent.cgroups.detect import (
 from nodeagent.cgroups.fs import CgroupError, CgroupV1, CgroupV2
 from nodeagent.cgroups.manager import CgroupManager
 from nodeagent.cgroups.values import ResourcePolicy
-from nodeagent.config import AgentConfig, ConfigError
+from nodeagent import reload
+from nodeagent.config import AgentConfig, ConfigError, field_label
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.debugsocket import DebugSocket, DebugSocketError
 from nodeagent.cri.errors import CRIError, NotCRIEndpoint, UnsupportedRuntime
@@ -39,6 +41,7 @@ from nodeagent.node.capacity import (
 )
 from nodeagent.node.info import NodeAddressError, read_node_facts
 from nodeagent.node.podusage import pod_usage
+from nodeagent.node.shutdown import NodeShutdownManager, shutdown_groups, systemd_is_stopping
 from nodeagent.netns.manager import NetworkManager, NetworkSetupError, network_settings
 from nodeagent.metrics import kubelet as metrics
 from nodeagent.observability import Observability
@@ -55,12 +58,17 @@ log = structlog.get_logger("nodeagent.agent")
 
 STATIC_SOURCE = "file"
 SHUTDOWN_WAIT = 10.0  # seconds the agent's tasks get to end after SIGTERM
+STATUS_FLUSH_WAIT = 5.0  # seconds for the last pod statuses after a node shutdown
 RUNTIME_SILENCE = 10.0  # seconds without a successful relist before the systemd watchdog stops
 
 
 class Agent:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, load: Callable[[], AgentConfig] | None = None) -> None:
         self.config = config
+        self._load = load  # reads --config and the flags again (SIGHUP)
+        self._reloading = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
+        self.observability: Observability | None = None
         self.cri = CRIClient(config.container_runtime_endpoint,
                              config.image_service_endpoint or None,
                              request_timeout=config.runtime_request_timeout)
@@ -83,9 +91,14 @@ class Agent:
         self.eviction: EvictionManager | None = None
         self.cluster: Cluster | None = None
         self.runtime_version = ""
+        self.node_shutdown: NodeShutdownManager | None = None
+        self._sigterm = False
         self.systemd = SystemdReporter.from_env(status=self._systemd_status, healthy=self._runtime_answering)
 
-    def stop(self) -> None:
+    def stop(self, sigterm: bool = False) -> None:
+        """SIGTERM may mean the node goes down (graceful node shutdown);
+        SIGINT (Ctrl-C) only ever stops the agent."""
+        self._sigterm = self._sigterm or sigterm
         self._stop.set()
 
     async def run(self) -> None:
@@ -95,8 +108,8 @@ class Agent:
                  static_pod_path=config.static_pod_path or None)
         metrics.set_node_name(node_name)
         node_ips = (config.node_ip,) if config.node_ip else (hostinfo.default_node_ip(),)
-        observability = Observability(self.cri, node_name, config, self.executor, self._runtime_counts,
-                                      self._health_checks)
+        self.observability = observability = Observability(
+            self.cri, node_name, config, self.executor, self._runtime_counts, self._health_checks)
         if config.kubeconfig:  # a bad kubeconfig stops the agent here, naming the file
             self.cluster = Cluster(config)
         secure = observability.secure_listener(  # checks TLS files
@@ -137,7 +150,12 @@ class Agent:
             evict=manager.evict, pod_cleaned_up=manager.pod_cleaned_up,
             signals=SignalReader(imagefs_path=await self._imagefs_path()),
             reserved_memory=self.reserved_memory, monitoring_interval=config.eviction_monitoring_period)
-        manager.admit = self.eviction.admit
+        self.node_shutdown = NodeShutdownManager(
+            shutdown_groups(config.shutdown_grace_period, config.shutdown_grace_period_critical_pods,
+                            config.shutdown_grace_period_by_pod_priority),
+            active_pods=manager.active_pods, kill=manager.evict)
+        eviction, node_shutdown = self.eviction, self.node_shutdown
+        manager.admit = lambda pod: node_shutdown.admit(pod) or eviction.admit(pod)
         self.relister = Relister(self.cri, manager.runtime_changed)
         manager.runtime_state = self.relister.state_of
         try:
@@ -168,6 +186,8 @@ class Agent:
             lambda: manager.sources_ready, lambda: self.relister.last_relist if self.relister else 0.0)))
         try:
             await self._stop.wait()
+            if self._sigterm and await self._node_going_down():
+                await self._shutdown_node()
         finally:
             await self._shutdown()
 
@@ -264,7 +284,8 @@ class Agent:
             allocatable=lambda: self.node_allocatable, under_pressure=self.eviction.under_pressure,
             pleg_health=self.relister.healthy,
             network_ready=self.network.network_ready if self.network is not None else None,
-            port=self.config.port))
+            port=self.config.port,
+            shutdown_errors=self.node_shutdown.errors if self.node_shutdown is not None else lambda: []))
 
     async def _wait_for_runtime(self):
         while True:
@@ -346,9 +367,77 @@ class Agent:
         net = "" if self.network is None or self.network.network_ready().ready else "; pod network not ready"
         return f"{pods} pods running; {runtime}; API server {api}{net}"
 
+    def request_reload(self) -> None:
+        task = asyncio.ensure_future(self._reload_guarded())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_guarded(self) -> None:
+        try:
+            await self.reload()
+        except Exception:  # a reload must never stop the agent
+            log.exception("configuration reload failed; the running one stays")
+
+    async def reload(self) -> None:
+        """SIGHUP: read the configuration again, take over what can change
+        while pods run (nodeagent/reload.py), name what waits for a restart,
+        and rescan the manifest directory. A bad file changes nothing."""
+        if self._load is None or self.manager is None or self.observability is None:
+            log.warning("SIGHUP before the agent finished starting; nothing reloaded")
+            return
+        async with self._reloading:
+            loop = asyncio.get_running_loop()
+            try:
+                new = await loop.run_in_executor(self.executor, self._load)
+            except ConfigError as exc:
+                log.error("configuration not reloaded; the running one stays", error=str(exc))
+                return
+            before = {name: getattr(self.config, name) for name in reload.LIVE}
+            applied, later = reload.take_live(self.config, new)
+            try:
+                await loop.run_in_executor(self.executor, self.observability.reload)
+            except ConfigError as exc:
+                for name, value in before.items():
+                    setattr(self.config, name, value)
+                log.error("configuration not reloaded; the running one stays", error=str(exc))
+                return
+            if self.eviction is not None and reload.EVICTION.intersection(applied):
+                self.eviction.config = eviction_config(self.config)
+            if self.node_shutdown is not None and reload.SHUTDOWN.intersection(applied):
+                self.node_shutdown.groups = shutdown_groups(
+                    self.config.shutdown_grace_period, self.config.shutdown_grace_period_critical_pods,
+                    self.config.shutdown_grace_period_by_pod_priority)
+            log.info("configuration reloaded", applied=[field_label(n) for n in applied])
+            if later:
+                log.warning("changed settings take effect at the next restart",
+                            fields=[field_label(n) for n in later])
+            if self.source is not None:
+                await self.source.sync()
+
+    async def _node_going_down(self) -> bool:
+        if self.node_shutdown is None or not self.node_shutdown.enabled:
+            return False
+        stopping = await systemd_is_stopping()
+        if stopping is False:
+            log.info("SIGTERM while systemd is not shutting down: agent restart, pods keep running")
+        return stopping is not False
+
+    async def _shutdown_node(self) -> None:
+        """Graceful node shutdown: pods terminated by priority group, the node
+        reported NotReady first and their final statuses last."""
+        assert self.node_shutdown is not None
+        self.systemd.stopping("node shutting down; terminating pods")
+        jobs = [self.node_shutdown.shutdown()]
+        if self.cluster is not None:
+            jobs.append(self.cluster.node_shutting_down())
+        await asyncio.gather(*jobs)
+        if self.cluster is not None:
+            await self.cluster.flush_pod_statuses(STATUS_FLUSH_WAIT)
+
     async def _shutdown(self) -> None:
-        log.info("stopping nodeagent; pods keep running")
-        self.systemd.stopping()
+        if self.node_shutdown is None or not self.node_shutdown.shutting_down:
+            log.info("stopping nodeagent; pods keep running")
+            self.systemd.stopping()
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -370,10 +459,12 @@ class Agent:
         self.executor.shutdown(wait=False)
 
 
-async def run_agent(config: AgentConfig) -> None:
-    """Raises CgroupSetupError when the node cannot run pods as configured."""
-    agent = Agent(config)
+async def run_agent(config: AgentConfig, load: Callable[[], AgentConfig] | None = None) -> None:
+    """Raises CgroupSetupError when the node cannot run pods as configured.
+    `load` reads the configuration again, for SIGHUP."""
+    agent = Agent(config, load)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.stop)
+    loop.add_signal_handler(signal.SIGHUP, agent.request_reload)
+    loop.add_signal_handler(signal.SIGTERM, agent.stop, True)
+    loop.add_signal_handler(signal.SIGINT, agent.stop)
     await agent.run()

@@ -203,13 +203,17 @@ _RUN_FLAGS = ("container_runtime_endpoint", "image_service_endpoint", "static_po
               "event_record_qps", "event_burst")
 
 
+def _read_config(args: argparse.Namespace) -> tuple[AgentConfig, list[str]]:
+    file_values, ignored = read_config_file(args.config) if args.config else ({}, [])
+    return build_config(file_values, {k: getattr(args, k) for k in _RUN_FLAGS}), ignored
+
+
 def _load_config(args: argparse.Namespace) -> tuple[AgentConfig, list[str]] | None:
     """--config + flags -> the configuration and the ignored file fields (logged
     in one warning); None after printing the error."""
     import structlog
     try:
-        file_values, ignored = read_config_file(args.config) if args.config else ({}, [])
-        config = build_config(file_values, {k: getattr(args, k) for k in _RUN_FLAGS})
+        config, ignored = _read_config(args)
     except ConfigError as exc:
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return None
@@ -240,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # `kill -USR1 <pid>` prints every thread's stack to the log: for a stuck agent.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
-        asyncio.run(run_agent(config))
+        asyncio.run(run_agent(config, load=lambda: _read_config(args)[0]))
     except CgroupSetupError as exc:
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 1

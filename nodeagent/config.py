@@ -126,6 +126,11 @@ class AgentConfig:
     token_auth_file: str = ""  # standalone bearer tokens (kube-apiserver's file format)
     kubeconfig: str = ""
     node_labels: dict[str, str] = field(default_factory=dict)
+    # graceful node shutdown (config file only, as in the kubelet)
+    shutdown_grace_period: float = 0.0
+    shutdown_grace_period_critical_pods: float = 0.0
+    # shutdownGracePeriodByPodPriority: (priority, shutdownGracePeriodSeconds) pairs
+    shutdown_grace_period_by_pod_priority: tuple[tuple[int, int], ...] = ()
 
     @property
     def node_name(self) -> str:
@@ -133,11 +138,12 @@ class AgentConfig:
         return (self.hostname_override or socket.gethostname()).strip().lower()
 
 
-_DURATIONS = {"runtime_request_timeout", "sync_frequency", "file_check_frequency",
+DURATIONS = frozenset({"runtime_request_timeout", "sync_frequency", "file_check_frequency",
               "eviction_pressure_transition_period", "cpu_cfs_quota_period", "eviction_monitoring_period",
               "container_log_monitor_interval", "node_status_update_frequency", "node_status_report_frequency",
               "authentication_webhook_cache_ttl", "authorization_webhook_cache_authorized_ttl",
-              "authorization_webhook_cache_unauthorized_ttl"}
+              "authorization_webhook_cache_unauthorized_ttl", "shutdown_grace_period",
+              "shutdown_grace_period_critical_pods"})  # AgentConfig attributes holding seconds
 _MAPS = {"eviction_hard", "eviction_soft", "eviction_soft_grace_period", "eviction_minimum_reclaim",
          "system_reserved", "kube_reserved"}
 
@@ -166,7 +172,7 @@ def load_config_file(path: str) -> dict[str, Any]:
     return read_config_file(path)[0]
 
 
-def _label(name: str) -> str:
+def field_label(name: str) -> str:
     """The name a user wrote: the config field path, else the flag."""
     from nodeagent.kubeletconfig import FIELD_PATH
     return FIELD_PATH.get(name) or f"--{name.replace('_', '-')}"
@@ -225,6 +231,45 @@ def _check_labels(value: Any) -> dict[str, str]:
         raise ConfigError(f"--node-labels: {exc}") from None
 
 
+def _check_priority_periods(value: Any) -> tuple[tuple[int, int], ...]:
+    where = "shutdownGracePeriodByPodPriority"
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of {{priority, shutdownGracePeriodSeconds}}, got {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}[{i}]: expected {{priority, shutdownGracePeriodSeconds}}, got {item!r}")
+        if unknown := set(item) - {"priority", "shutdownGracePeriodSeconds"}:
+            raise ConfigError(f"{where}[{i}]: unknown field {sorted(unknown)[0]!r}")
+        numbers = []
+        for key in ("priority", "shutdownGracePeriodSeconds"):
+            number = item.get(key, 0)
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise ConfigError(f"{where}[{i}].{key}: expected an integer, got {number!r}")
+            numbers.append(number)
+        if numbers[1] < 0:
+            raise ConfigError(f"{where}[{i}].shutdownGracePeriodSeconds: must be >= 0, got {numbers[1]}")
+        out.append((numbers[0], numbers[1]))
+    return tuple(out)
+
+
+def _check_shutdown(config: AgentConfig) -> None:
+    """The kubelet's validation of the graceful node shutdown settings
+    (pkg/kubelet/apis/config/validation)."""
+    period, critical = config.shutdown_grace_period, config.shutdown_grace_period_critical_pods
+    for path, value in (("shutdownGracePeriod", period), ("shutdownGracePeriodCriticalPods", critical)):
+        if value < 0:
+            raise ConfigError(f"{path}: {go_duration(value)} must be >= 0")
+        if 0 < value < 1:
+            raise ConfigError(f"{path}: {go_duration(value)} must be either zero or otherwise >= 1 sec")
+    if critical > period:
+        raise ConfigError(f"shutdownGracePeriodCriticalPods: {go_duration(critical)} must be <= "
+                          f"shutdownGracePeriod {go_duration(period)}")
+    if config.shutdown_grace_period_by_pod_priority and (period or critical):
+        raise ConfigError("shutdownGracePeriodByPodPriority: cannot be set together with "
+                          "shutdownGracePeriod or shutdownGracePeriodCriticalPods")
+
+
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> AgentConfig:
     """Defaults < config file < flags; each value checked for its type."""
     merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
@@ -234,17 +279,17 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
     config = AgentConfig()
     types = {f.name: type(getattr(config, f.name)) for f in fields(AgentConfig)}
     for name, value in merged.items():
-        if name in _DURATIONS:
+        if name in DURATIONS:
             try:
                 value = parse_duration(value)
             except ConfigError as exc:
-                raise ConfigError(f"{_label(name)}: {exc}") from None
+                raise ConfigError(f"{field_label(name)}: {exc}") from None
         elif name in _MAPS:
             if value is None:
                 value = None if name == "eviction_hard" else {}  # null: as if absent
             elif not isinstance(value, dict) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-                raise ConfigError(f"{_label(name)}: expected a map of strings, got {value!r}")
+                raise ConfigError(f"{field_label(name)}: expected a map of strings, got {value!r}")
             else:
                 value = dict(value)
         elif name == "cluster_dns":
@@ -253,12 +298,14 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
             value = _check_taints(value)
         elif name == "node_labels":
             value = _check_labels(value)
+        elif name == "shutdown_grace_period_by_pod_priority":
+            value = _check_priority_periods(value)
         elif types[name] is bool and not isinstance(value, bool):
-            raise ConfigError(f"{_label(name)}: expected true or false, got {value!r}")
+            raise ConfigError(f"{field_label(name)}: expected true or false, got {value!r}")
         elif types[name] is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{_label(name)}: expected an integer, got {value!r}")
+            raise ConfigError(f"{field_label(name)}: expected an integer, got {value!r}")
         elif types[name] is str and not isinstance(value, str):
-            raise ConfigError(f"{_label(name)}: expected a string, got {value!r}")
+            raise ConfigError(f"{field_label(name)}: expected a string, got {value!r}")
         setattr(config, name, value)
     for port in ("read_only_port", "healthz_port", "port"):
         if not 0 <= getattr(config, port) <= 65535:
@@ -293,6 +340,7 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ag
         raise ConfigError(f"nodeLeaseDurationSeconds: must be positive, got {config.node_lease_duration_seconds}")
     if config.node_status_update_frequency <= 0 or config.node_status_report_frequency <= 0:
         raise ConfigError("nodeStatusUpdateFrequency and nodeStatusReportFrequency must be positive")
+    _check_shutdown(config)
     if config.max_pods < 1:
         raise ConfigError(f"maxPods: must be at least 1, got {config.max_pods}")
     from nodeagent.cgroups.names import CgroupNameError, parse_root

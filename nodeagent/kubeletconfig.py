@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from nodeagent.config import API_VERSION, KIND, AgentConfig, ConfigError, go_duration, parse_duration
+from nodeagent.config import API_VERSION, DURATIONS, KIND, AgentConfig, ConfigError, go_duration, parse_duration
 
 # Every KubeletConfiguration v1beta1 field; a dict is a struct whose sub-fields
 # follow the same rule, None a leaf (maps and lists are leaves).
@@ -100,6 +100,9 @@ SUPPORTED: dict[str, str] = {
     "nodeStatusReportFrequency": "node_status_report_frequency",
     "nodeLeaseDurationSeconds": "node_lease_duration_seconds",
     "eventRecordQPS": "event_record_qps", "eventBurst": "event_burst",
+    "shutdownGracePeriod": "shutdown_grace_period",
+    "shutdownGracePeriodCriticalPods": "shutdown_grace_period_critical_pods",
+    "shutdownGracePeriodByPodPriority": "shutdown_grace_period_by_pod_priority",
 }
 FIELD_PATH = {attr: path for path, attr in SUPPORTED.items()}
 
@@ -117,17 +120,9 @@ ZERO_IS_DEFAULT = frozenset({
 # Ignored fields whose values are still checked, so a typo'd duration is not hidden.
 IGNORED_DURATIONS = frozenset({
     "httpCheckFrequency", "streamingConnectionIdleTimeout", "imageMinimumGCAge", "imageMaximumGCAge",
-    "volumeStatsAggPeriod", "cpuManagerReconcilePeriod", "shutdownGracePeriod",
-    "shutdownGracePeriodCriticalPods", "crashLoopBackOff.maxContainerRestartPeriod",
+    "volumeStatsAggPeriod", "cpuManagerReconcilePeriod", "crashLoopBackOff.maxContainerRestartPeriod",
     "logging.flushFrequency",
 })
-
-DURATION_ATTRS = frozenset({
-    "runtime_request_timeout", "sync_frequency", "file_check_frequency",
-    "eviction_pressure_transition_period", "cpu_cfs_quota_period", "eviction_monitoring_period",
-    "container_log_monitor_interval", "node_status_update_frequency", "node_status_report_frequency",
-    "authentication_webhook_cache_ttl", "authorization_webhook_cache_authorized_ttl",
-    "authorization_webhook_cache_unauthorized_ttl"})
 
 
 def _is_zero(path: str, value: Any) -> bool:
@@ -178,7 +173,7 @@ def split_fields(data: dict[str, Any], source: str) -> tuple[dict[str, Any], lis
 
 
 def _encode(attr: str, value: Any) -> Any:
-    if attr in DURATION_ATTRS:
+    if attr in DURATIONS:
         return go_duration(value)
     if attr == "cluster_dns":
         return list(value)
@@ -192,6 +187,8 @@ def _encode(attr: str, value: Any) -> Any:
                 item["value"] = taint.value
             out.append(item)
         return out
+    if attr == "shutdown_grace_period_by_pod_priority":
+        return [{"priority": p, "shutdownGracePeriodSeconds": s} for p, s in value]
     if isinstance(value, dict):
         return dict(value)
     return value
@@ -227,7 +224,7 @@ def dump_config(config: AgentConfig, ignored: list[str]) -> str:
     lines = ["# nodeagent settings without a KubeletConfiguration field (flags only):"]
     for attr in FLAG_ONLY:
         value = getattr(config, attr)
-        shown = go_duration(value) if attr in DURATION_ATTRS else _flag_value(value)
+        shown = go_duration(value) if attr in DURATIONS else _flag_value(value)
         lines.append(f"#   --{attr.replace('_', '-')}={shown}")
     if config.eviction_hard is None:
         lines.append("# evictionHard: not set, the kubelet's defaults apply "

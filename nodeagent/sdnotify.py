@@ -186,8 +186,8 @@ class SystemdReporter:
                 self._last_status = status
                 self.notifier.send(STATUS=status)
 
-    def stopping(self) -> None:
-        self.notifier.send(STOPPING=1, STATUS="stopping; pods keep running")
+    def stopping(self, status: str = "stopping; pods keep running") -> None:
+        self.notifier.send(STOPPING=1, STATUS=status)
 
     def close(self) -> None:
         self.notifier.close()

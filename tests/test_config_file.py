@@ -74,7 +74,7 @@ volumeStatsAggPeriod: 0s
 
 IGNORED = ["cpuManagerReconcilePeriod", "httpCheckFrequency", "imageMaximumGCAge", "imageMinimumGCAge",
            "logging.flushFrequency", "logging.options", "logging.verbosity", "resolvConf",
-           "rotateCertificates", "shutdownGracePeriod", "shutdownGracePeriodCriticalPods",
+           "rotateCertificates",
            "streamingConnectionIdleTimeout", "volumeStatsAggPeriod"]
 
 

@@ -71,7 +71,8 @@ def test_unit_settings() -> None:
     unit = (SHIPPED / "nodeagent.service").read_text()
     want = {"Type": "notify", "NotifyAccess": "main", "WatchdogSec": "30s", "Restart": "always",
             "RestartSec": "5", "KillMode": "process", "OOMScoreAdjust": "-999", "LimitNOFILE": "1048576",
-            "EnvironmentFile": "-/etc/default/nodeagent"}
+            "EnvironmentFile": "-/etc/default/nodeagent", "ExecReload": "/bin/kill -HUP $MAINPID",
+            "TimeoutStopSec": "90s"}
     for key, value in want.items():
         assert _setting(unit, key) == [value], key
     assert "containerd.service" in _setting(unit, "After")[0] and "network-online.target" in _setting(unit, "After")[0]

@@ -18,7 +18,7 @@ import structlog
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError
 from nodeagent.events import recorder
-from nodeagent.kube.client import ApiConnectionState, KubeClient
+from nodeagent.kube.client import ApiConnectionState, ApiError, KubeClient, Unreachable
 from nodeagent.kube.eventsink import EventSink
 from nodeagent.kube.events import EventPipeline
 from nodeagent.kube.kubeconfig import load_kubeconfig
@@ -68,7 +68,8 @@ class Cluster:
     def attach(self, manager: PodManager, *, cri: CRIClient, facts: NodeFacts,
                capacity: Callable[[], NodeResources | None], allocatable: Callable[[], NodeResources | None],
                under_pressure: Callable[[str], bool], pleg_health: Callable[[], tuple[bool, str]],
-               network_ready: Callable[[], Any] | None, port: int) -> list[Awaitable[Any]]:
+               network_ready: Callable[[], Any] | None, port: int,
+               shutdown_errors: Callable[[], list[str]] = lambda: []) -> list[Awaitable[Any]]:
         """Wire the pod source, statuses, the Node, its Lease and events to the
         agent; returns the coroutines the agent runs."""
         config, name = self.config, self.config.node_name
@@ -78,7 +79,7 @@ class Cluster:
         builder = NodeStatusBuilder(node_name=name, facts=facts, port=port, capacity=capacity,
                                     allocatable=allocatable, runtime=runtime, under_pressure=under_pressure,
                                     images=lambda: self._images, record=record,
-                                    apparmor_enabled=info.apparmor_enabled())
+                                    apparmor_enabled=info.apparmor_enabled(), shutdown_errors=shutdown_errors)
         self.node = NodeReporter(
             self.client, name, builder=builder,
             initial_node=lambda status: initial_node(config, facts, capacity(), allocatable(),
@@ -131,6 +132,27 @@ class Cluster:
         if self.events is not None:
             out.update(eventsSent=self.events.sent, eventsDropped=self.events.dropped)
         return out
+
+    async def node_shutting_down(self) -> None:
+        """Post the NotReady status at once (kubelet: syncNodeStatus when a
+        shutdown begins), not at the next update period."""
+        if self.node is None or not self.node.registered.is_set():
+            return
+        try:
+            await self.node.sync()
+        except (ApiError, Unreachable) as exc:
+            log.warning("could not report the node shutting down", error=str(exc))
+
+    async def flush_pod_statuses(self, timeout: float) -> None:
+        """The last statuses (pods terminated for a node shutdown) reach the API
+        server before the agent exits, within `timeout`."""
+        if self.status is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self.status.sync_batch(set(self.status.pending()))
+        except TimeoutError:
+            log.warning("pod statuses not all reported before exit", timeout=timeout)
 
     async def close(self) -> None:
         await self.config_objects.close()

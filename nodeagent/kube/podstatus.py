@@ -115,6 +115,11 @@ class PodStatusManager:
         self._dirty.add(uid)
         self._wake.set()
 
+    def pending(self) -> set[str]:
+        """Every pod whose status may differ from the API server's (all of them:
+        a sync of an unchanged pod writes nothing)."""
+        return self._dirty | set(self.manager.pods)
+
     async def run(self) -> None:
         await self.source.synced.wait()
         loop = asyncio.get_running_loop()

@@ -349,8 +349,10 @@ class NodeStatusBuilder:
                  record: RecordFunc = lambda type_, reason, message: None,
                  clock: Callable[[], float] = time.time,
                  max_images: int = NODE_STATUS_MAX_IMAGES,
-                 apparmor_enabled: bool = False) -> None:
+                 apparmor_enabled: bool = False,
+                 shutdown_errors: Callable[[], list[str]] = lambda: []) -> None:
         self.node_name = node_name
+        self.shutdown_errors = shutdown_errors  # "node is shutting down" while pods are terminated
         self.facts = facts
         self.port = port
         self.capacity = capacity
@@ -415,7 +417,7 @@ class NodeStatusBuilder:
 
     def ready_errors(self, capacity: Mapping[str, Any]) -> list[str]:
         """What keeps the node NotReady, in the kubelet's order."""
-        errs = [*self.runtime.runtime_errors(), *self.runtime.network_errors()]
+        errs = [*self.runtime.runtime_errors(), *self.runtime.network_errors(), *self.shutdown_errors()]
         missing = [r for r in REQUIRED_CAPACITY if r not in capacity]
         if missing:
             errs.append(f"missing node capacity for resources: {', '.join(missing)}")

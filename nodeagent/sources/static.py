@@ -239,6 +239,7 @@ class StaticPodSource:
         self._node_name = node_name
         self._on_change = on_change
         self._resync_period = resync_period
+        self._syncing = asyncio.Lock()
         self._files: dict[str, _Loaded] = {}
         self._single_file = False
         self._snapshot = StaticSnapshot()
@@ -332,6 +333,10 @@ class StaticPodSource:
 
     async def sync(self, names: set[str] | None = None) -> None:
         """Re-read `names` (None: the whole directory) and report if anything changed."""
+        async with self._syncing:  # the watch loop and a SIGHUP rescan take turns
+            await self._sync(names)
+
+    async def _sync(self, names: set[str] | None) -> None:
         loop = asyncio.get_running_loop()
         kind, reads = await loop.run_in_executor(None, _scan, self._path, names)
         single_file = kind == "file"
