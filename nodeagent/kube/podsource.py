@@ -166,6 +166,7 @@ class ApiPodSource:
             self._semantic[uid] = key
         for uid in set(self._semantic) - set(pods):
             del self._semantic[uid]
+        self._refused = {key for key in self._refused if key[0] in self.objects}  # deleted pods: forgotten
         self.pods = pods
         self.on_pods(list(pods.values()))
 

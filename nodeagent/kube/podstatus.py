@@ -98,6 +98,9 @@ def mirror_body(pod: Pod, node_name: str, node_uid: str) -> dict[str, Any]:
     return body
 
 
+REPORTED_ERRORS_MAX = 1000  # distinct refused writes remembered, so each is logged once
+
+
 class PodStatusManager:
     def __init__(self, client: KubeClient, manager: PodManager, source: ApiPodSource, node_name: str,
                  node_uid: Callable[[], str | None], *, workers: int = 8) -> None:
@@ -177,6 +180,8 @@ class PodStatusManager:
             except ApiError as exc:
                 key = (exc.path, exc.reason)
                 if key not in self._reported_errors:
+                    if len(self._reported_errors) >= REPORTED_ERRORS_MAX:  # bounded: old ones may log again
+                        self._reported_errors.clear()
                     self._reported_errors.add(key)
                     log.error("API server refused a pod write", error=describe(exc))
                 return not exc.denied and exc.code < 500
