@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import random
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -27,7 +26,8 @@ from nodeagent.api.types import Pod
 from nodeagent.configdata.objects import (
     ConfigMapData, ObjectsUnavailable, SecretData, ServiceAccountToken, referenced_objects,
 )
-from nodeagent.kube.client import ApiError, KubeClient, Unreachable
+from nodeagent.kube.client import ApiError, KubeClient, Unreachable, WatchEvent
+from nodeagent.kube.reflector import Reflector
 
 log = structlog.get_logger("nodeagent.kube.objects")
 
@@ -170,29 +170,17 @@ class ApiConfigObjects:
             self._changed(ref)
 
     async def _follow(self, ref: Ref, watched: _Watched) -> None:
-        delay = 0.5
-        params = {"fieldSelector": f"metadata.name={ref[2]}"}
-        while True:
-            try:
-                listed = await self.client.get(_path(ref, name=False), params)
-                items = listed.get("items") or []
-                self._set(ref, watched, _typed(ref, items[0]) if items else None)
-                rv = (listed.get("metadata") or {}).get("resourceVersion")
-                while True:
-                    async for event in self.client.watch(_path(ref, name=False), dict(params, resourceVersion=rv),
-                                                         timeout_seconds=self.watch_timeout):
-                        rv = (event.object.get("metadata") or {}).get("resourceVersion") or rv
-                        if event.type in ("ADDED", "MODIFIED"):
-                            self._set(ref, watched, _typed(ref, event.object))
-                        elif event.type == "DELETED":
-                            self._set(ref, watched, None)
-                    delay = 0.5
-            except asyncio.CancelledError:
-                raise
-            except (ApiError, Unreachable) as exc:
-                log.debug("config object watch failed; retrying", object=f"{ref[1]}/{ref[2]}", error=str(exc))
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 30.0)
+        def listed(items: list[dict[str, Any]]) -> None:
+            self._set(ref, watched, _typed(ref, items[0]) if items else None)
+
+        def event(ev: WatchEvent) -> None:
+            self._set(ref, watched, None if ev.type == "DELETED" else _typed(ref, ev.object))
+
+        def failed(exc: Exception) -> None:
+            log.debug("config object watch failed; retrying", object=f"{ref[1]}/{ref[2]}", error=str(exc))
+
+        await Reflector(self.client, _path(ref, name=False), {"fieldSelector": f"metadata.name={ref[2]}"},
+                        on_list=listed, on_event=event, on_error=failed, watch_timeout=self.watch_timeout).run()
 
     async def close(self) -> None:
         tasks = [w.task for w in self._watched.values() if w.task is not None]

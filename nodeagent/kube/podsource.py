@@ -14,7 +14,6 @@ pods: they are tracked for the mirror reconciler, never run.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -24,14 +23,14 @@ from nodeagent.api.codec import DecodeError, decode_with_warnings
 from nodeagent.api.defaults import apply_defaults
 from nodeagent.api.types import Pod
 from nodeagent.events import WARNING, record_event
-from nodeagent.kube.client import ApiConnectionState, ApiError, KubeClient, Unreachable
+from nodeagent.kube.client import ApiConnectionState, KubeClient, WatchEvent
+from nodeagent.kube.reflector import Reflector
 from nodeagent.sources.static import CONFIG_SOURCE_ANNOTATION
 
 log = structlog.get_logger("nodeagent.kube.pods")
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 API_SOURCE = "api"
-RETRY_MIN, RETRY_MAX = 0.5, 30.0
 
 
 def _semantic(obj: dict[str, Any]) -> tuple[Any, ...]:
@@ -53,22 +52,15 @@ class ApiPodSource:
         self.node_name = node_name
         self.on_pods = on_pods
         self.on_change = on_change  # uid of an API object that changed (status reporter, mirrors)
-        self.watch_timeout = watch_timeout
         self.objects: dict[str, dict[str, Any]] = {}   # uid -> latest API object (pods and mirrors)
         self.pods: dict[str, Pod] = {}                  # uid -> typed pod handed to the manager
         self._semantic: dict[str, tuple[Any, ...]] = {}
-        self.resource_version = ""
         self.synced = asyncio.Event()  # the first list arrived
-        self.relists = 0
         self.state = state or ApiConnectionState()
+        self.reflector = Reflector(client, "/api/v1/pods", {"fieldSelector": f"spec.nodeName={node_name}"},
+                                   on_list=self._listed, on_event=self._event, on_ok=self.state.ok,
+                                   on_error=self._failed, watch_timeout=watch_timeout)
         self._refused: set[tuple[str, str]] = set()  # (uid, resourceVersion) already reported undecodable
-
-    @property
-    def path(self) -> str:
-        return "/api/v1/pods"
-
-    def _params(self) -> dict[str, str]:
-        return {"fieldSelector": f"spec.nodeName={self.node_name}"}
 
     def api_object(self, uid: str) -> dict[str, Any] | None:
         return self.objects.get(uid)
@@ -77,33 +69,20 @@ class ApiPodSource:
         return [o for o in self.objects.values() if is_mirror(o)]
 
     async def run(self) -> None:
-        delay = RETRY_MIN
-        need_list = True
-        while True:
-            try:
-                if need_list:
-                    await self._list()
-                    need_list = False
-                await self._watch()
-                delay = RETRY_MIN  # a stream that ended cleanly: watch again at once
-                continue
-            except ApiError as exc:
-                if exc.gone:
-                    log.info("watch resourceVersion too old; relisting pods (running pods are kept)",
-                             resource_version=self.resource_version)
-                    need_list = True
-                    continue
-                self.state.failed("listing/watching pods (running pods are kept)", exc)
-            except Unreachable as exc:
-                self.state.failed("listing/watching pods (running pods are kept)", exc)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(RETRY_MAX, delay * 2)
+        await self.reflector.run()
 
-    async def _list(self) -> None:
-        body = await self.client.get(self.path, self._params())
-        self.relists += 1
-        items = body.get("items") or []
-        self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+    @property
+    def resource_version(self) -> str:
+        return self.reflector.resource_version
+
+    @property
+    def relists(self) -> int:
+        return self.reflector.relists
+
+    def _failed(self, exc: Exception) -> None:
+        self.state.failed("listing/watching pods (running pods are kept)", exc)
+
+    def _listed(self, items: list[dict[str, Any]]) -> None:
         fresh = {}
         for item in items:
             item.setdefault("apiVersion", "v1")
@@ -117,30 +96,19 @@ class ApiPodSource:
             self._notify(uid)
         for uid in fresh:
             self._notify(uid)
-        self.state.ok()
         self._publish()
         self.synced.set()
 
-    async def _watch(self) -> None:
-        params = dict(self._params(), resourceVersion=self.resource_version)
-        async for event in self.client.watch(self.path, params, timeout_seconds=self.watch_timeout):
-            self.state.ok()
-            meta = event.object.get("metadata") or {}
-            rv = str(meta.get("resourceVersion") or "")
-            if event.type == "BOOKMARK":
-                self.resource_version = rv or self.resource_version
-                continue
-            uid = meta.get("uid")
-            if rv:
-                self.resource_version = rv
-            if not uid:
-                continue
-            if event.type == "DELETED":
-                self.objects.pop(uid, None)
-            else:
-                self.objects[uid] = event.object
-            self._notify(uid)
-            self._publish()
+    def _event(self, event: WatchEvent) -> None:
+        uid = (event.object.get("metadata") or {}).get("uid")
+        if not uid:
+            return
+        if event.type == "DELETED":
+            self.objects.pop(uid, None)
+        else:
+            self.objects[uid] = event.object
+        self._notify(uid)
+        self._publish()
 
     def _notify(self, uid: str) -> None:
         if self.on_change is not None:
