@@ -43,4 +43,5 @@ def memory_capacity_bytes(meminfo: str = "/proc/meminfo") -> int:
 
 
 def cpu_capacity_millis() -> int:
-    return len(os.sched_getaffinity(0)) * 1000
+    """The node's cpu capacity: logical CPUs (cadvisor's NumCores), in millicores."""
+    return (os.cpu_count() or 1) * 1000

@@ -9,7 +9,6 @@ what the eviction manager acts on, not a cgroup limit).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +90,7 @@ def machine_capacity(root_dir: Path, max_pods: int) -> NodeResources:
     while not path.exists() and path != path.parent:
         path = path.parent
     return NodeResources(
-        cpu=(psutil.cpu_count(logical=True) or os.cpu_count() or 1) * 1000,
+        cpu=hostinfo.cpu_capacity_millis(),
         memory=hostinfo.memory_capacity_bytes(),
         ephemeral_storage=psutil.disk_usage(str(path)).total,
         pods=max_pods, pid=pid_max(), hugepages=hugepages())
