@@ -102,6 +102,27 @@ class Agent:
         self._stop.set()
 
     async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, stop. A signal during start-up
+        (waiting for the runtime, say) ends it there."""
+        starting = asyncio.ensure_future(self._start())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                log.info("stopped while starting")
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                return
+            starting.result()  # start-up errors (bad TLS files, a cgroup driver mismatch) propagate
+            await stopped
+            if self._sigterm and await self._node_going_down():
+                await self._shutdown_node()
+        finally:
+            for task in (starting, stopped):
+                task.cancel()
+            await self._shutdown()
+
+    async def _start(self) -> None:
         config = self.config
         node_name = config.node_name
         log.info("starting nodeagent", node=node_name, runtime=config.container_runtime_endpoint,
@@ -184,12 +205,6 @@ class Agent:
                  port=self.server.bound_ports.secure)
         self._spawn(self.systemd.report(lambda: first_sync(
             lambda: manager.sources_ready, lambda: self.relister.last_relist if self.relister else 0.0)))
-        try:
-            await self._stop.wait()
-            if self._sigterm and await self._node_going_down():
-                await self._shutdown_node()
-        finally:
-            await self._shutdown()
 
     async def _setup_cgroups(self) -> CgroupManager:
         """Detect the host's cgroups, refuse a driver mismatch, create kubepods

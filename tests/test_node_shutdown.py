@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from nodeagent.kubeletconfig import dump_config
 from nodeagent.node.shutdown import (
     ShutdownGroup, group_pods, pod_grace, shutdown_groups, systemd_is_stopping,
 )
-from tests.agentproc import NODE_NAME, AgentProcess, container, pod_manifest, running
+from tests.agentproc import NODE_NAME, NODEAGENT, AgentProcess, container, pod_manifest, running
 from tests.polling import wait_for
 from tests.test_kube_agent import ClusterAgent, api_pod, api_running
 
@@ -149,6 +150,30 @@ async def test_sigterm_leaves_pods_running_and_a_restart_adopts_them(agent: Agen
     assert all(container(p, "main")["restartCount"] == 0 for p in again)
     await asyncio.sleep(1.0)  # time for a wrong agent to restart something
     assert {c.id: c.state for c in await cri.list_containers()} == before
+
+
+async def test_sigterm_while_waiting_for_the_runtime(tmp_path: Path) -> None:
+    """systemctl stop with containerd down: the agent must not wait for it."""
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [NODEAGENT, "--logging-format", "json", "run",
+             "--container-runtime-endpoint", f"unix://{tmp_path}/no-runtime.sock",
+             "--root-dir", str(tmp_path / "root"), "--pod-logs-dir", str(tmp_path / "logs"),
+             "--read-only-port", "0", "--healthz-port", "0", "--port", "0", "--cri-debug-socket", ""],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        await wait_for(lambda: b"waiting for container runtime" in log.read_bytes(), timeout=60,
+                       what="the agent waiting for the runtime")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 10)
+        assert code == 0 and time.monotonic() - started < 2.0, log.read_text()
+        assert b"stopped while starting" in log.read_bytes()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 async def _exit_times(cri: CRIClient, names: set[str], deadline: float) -> dict[str, float]:
