@@ -328,3 +328,28 @@ def test_bad_config_is_a_clear_cli_error(tmp_path: Path) -> None:
     bad.write_text("apiVersion: v1\nkind: Pod\n")
     result = subprocess.run([NODEAGENT, "run", "--config", str(bad)], capture_output=True, text=True, timeout=30)
     assert "apiVersion/kind must be kubelet.config.k8s.io/v1beta1/KubeletConfiguration" in result.stderr
+
+
+async def test_storage_volume_is_refused_not_replaced(agent: AgentProcess, devenv: DevEnv,
+                                                      cri: CRIClient) -> None:
+    """A PVC volume: the pod waits in ContainerCreating with the reason; no
+    container runs on an emptyDir in its place; other pods are unaffected."""
+    agent.write_manifest("db.yaml", f"""\
+apiVersion: v1
+kind: Pod
+metadata: {{name: db}}
+spec:
+  volumes: [{{name: data, persistentVolumeClaim: {{claimName: db-data}}}}]
+  containers:
+  - {{name: main, image: {devenv.busybox}, command: [sleep, "3600"], volumeMounts: [{{name: data, mountPath: /data}}]}}
+""")
+    agent.write_manifest("ok.yaml", pod_manifest("ok", devenv.busybox, ["sleep", "3600"]))
+    pod = await agent.wait_pod("db", lambda p: container(p, "main")["state"].get("waiting", {}).get("message"))
+    waiting = container(pod, "main")["state"]["waiting"]
+    assert waiting["reason"] == "ContainerCreating" and phase(pod) == "Pending"
+    assert waiting["message"] == ('MountVolume.SetUp failed for volume "data" : nodeagent cannot mount '
+                                  'persistentVolumeClaim volumes (no storage or CSI plugins)')
+    assert pod["spec"]["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "db-data"}}]
+    await agent.wait_pod("ok", running)
+    names = {c.labels["io.kubernetes.pod.name"] for c in await cri.list_containers()}
+    assert names == {f"ok-{NODE_NAME}"}, "nothing of the pod with the PVC runs"

@@ -538,3 +538,20 @@ def test_static_pod_may_not_reference_api_objects() -> None:
 
 def test_static_pod_without_references_passes() -> None:
     assert validate_static_pod(pod_from({"volumes": [{"name": "d", "emptyDir": {}}]})) == []
+
+
+def test_storage_volumes_are_kept_not_turned_into_empty_dirs() -> None:
+    """A PVC (or CSI, NFS …) volume must never run as an emptyDir: the pod is
+    refused when it runs (nodeagent mounts no storage plugins)."""
+    from nodeagent.api.codec import encode
+    from nodeagent.api.types import unsupported_sources
+    pod = pod_from({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "db"}},
+                                {"name": "scratch"}, {"name": "s", "scaleIO": {"gateway": "g"}}]})
+    data, scratch, scale = pod.spec.volumes
+    assert data.empty_dir is None and unsupported_sources(data) == ["persistentVolumeClaim"]
+    assert scratch.empty_dir == EmptyDirVolumeSource() and unsupported_sources(scratch) == []
+    assert unsupported_sources(scale) == ["scaleIO"]
+    assert encode(pod)["spec"]["volumes"][0] == {"name": "data", "persistentVolumeClaim": {"claimName": "db"}}
+    assert messages(pod) == []
+    both = pod_from({"volumes": [{"name": "x", "emptyDir": {}, "nfs": {"server": "s", "path": "/"}}]})
+    assert messages(both) == ["spec.volumes[0].nfs: Forbidden: may not specify more than 1 volume type"]

@@ -48,6 +48,7 @@ from nodeagent.api.types import (
     PodSecurityContext,
     Probe,
     Volume,
+    unsupported_sources,
 )
 from nodeagent.oci.reference import DEFAULT_TAG, InvalidReferenceError, parse_reference
 
@@ -174,7 +175,7 @@ def _default_http_get(action: HTTPGetAction) -> None:
 
 def _default_volume(v: Volume) -> None:
     if all(src is None for src in (v.empty_dir, v.host_path, v.config_map, v.secret,
-                                   v.downward_api, v.projected)):
+                                   v.downward_api, v.projected)) and not unsupported_sources(v):
         v.empty_dir = EmptyDirVolumeSource()
     if v.host_path is not None and v.host_path.type is None:
         v.host_path.type = ""

@@ -12,7 +12,7 @@ an explicit 0/false from an absent field).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from nodeagent.api.quantity import Quantity
@@ -384,6 +384,20 @@ class ProjectedVolumeSource:
     default_mode: int | None = None
 
 
+UNSUPPORTED_VOLUME_SOURCES = (
+    "persistent_volume_claim", "ephemeral", "csi", "image", "nfs", "iscsi", "fc", "rbd", "cephfs", "cinder",
+    "glusterfs", "flex_volume", "flocker", "git_repo", "aws_elastic_block_store", "gce_persistent_disk",
+    "azure_disk", "azure_file", "vsphere_volume", "quobyte", "photon_persistent_disk", "portworx_volume",
+    "scale_io", "storageos")
+
+
+def unsupported_sources(volume: Volume) -> list[str]:
+    """The JSON names of the sources nodeagent cannot mount that `volume` has."""
+    from nodeagent.api.codec import json_name  # the codec reads these types; not the other way round
+    return [json_name(fl) for fl in fields(Volume)
+            if fl.name in UNSUPPORTED_VOLUME_SOURCES and getattr(volume, fl.name) is not None]
+
+
 @dataclass
 class Volume:
     name: str = ""
@@ -393,6 +407,32 @@ class Volume:
     secret: SecretVolumeSource | None = None
     downward_api: DownwardAPIVolumeSource | None = f(json="downwardAPI")
     projected: ProjectedVolumeSource | None = None
+    # Sources nodeagent cannot mount (storage plugins, CSI, PVCs): kept as the
+    # API gave them, so a pod using one is refused instead of getting an emptyDir.
+    persistent_volume_claim: dict[str, Any] | None = None
+    ephemeral: dict[str, Any] | None = None
+    csi: dict[str, Any] | None = None
+    image: dict[str, Any] | None = None
+    nfs: dict[str, Any] | None = None
+    iscsi: dict[str, Any] | None = None
+    fc: dict[str, Any] | None = None
+    rbd: dict[str, Any] | None = None
+    cephfs: dict[str, Any] | None = None
+    cinder: dict[str, Any] | None = None
+    glusterfs: dict[str, Any] | None = None
+    flex_volume: dict[str, Any] | None = None
+    flocker: dict[str, Any] | None = None
+    git_repo: dict[str, Any] | None = None
+    aws_elastic_block_store: dict[str, Any] | None = None
+    gce_persistent_disk: dict[str, Any] | None = None
+    azure_disk: dict[str, Any] | None = None
+    azure_file: dict[str, Any] | None = None
+    vsphere_volume: dict[str, Any] | None = None
+    quobyte: dict[str, Any] | None = None
+    photon_persistent_disk: dict[str, Any] | None = None
+    portworx_volume: dict[str, Any] | None = None
+    scale_io: dict[str, Any] | None = f(json="scaleIO")
+    storageos: dict[str, Any] | None = None
 
 
 # -- pod spec -------------------------------------------------------------------

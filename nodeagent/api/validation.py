@@ -65,6 +65,7 @@ from nodeagent.api.types import (
     TCPSocketAction,
     Toleration,
     Volume,
+    unsupported_sources,
     VolumeMount,
 )
 from nodeagent.oci.reference import InvalidReferenceError, parse_reference
@@ -621,6 +622,7 @@ class _Validator:
                    ("secret", vol.secret), ("downwardAPI", vol.downward_api),
                    ("configMap", vol.config_map), ("projected", vol.projected)]
         present = [(name, src) for name, src in sources if src is not None]
+        present += [(name, None) for name in unsupported_sources(vol)]  # refused when the pod runs
         if not present:
             self.add(path, REQUIRED, "must specify a volume type")
             return

@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from nodeagent.api.types import Container, Pod, Volume
+from nodeagent.api.types import Container, Pod, Volume, unsupported_sources
 
 EMPTY_DIR_PLUGIN = "kubernetes.io~empty-dir"
 EMPTY_DIR_MODE = 0o777
@@ -276,6 +276,8 @@ def prepare_volumes(pod: Pod, root_dir: Path, *, allocatable_memory_bytes: int) 
 
 
 def _setup_volume(pod: Pod, volume: Volume, root_dir: Path, allocatable_memory_bytes: int) -> str:
+    if unsupported := unsupported_sources(volume):
+        raise ValueError(f"nodeagent cannot mount {unsupported[0]} volumes (no storage or CSI plugins)")
     if volume.host_path is not None:
         check_host_path_type(volume.host_path.path, volume.host_path.type)
         return volume.host_path.path
