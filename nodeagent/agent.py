@@ -177,6 +177,7 @@ class Agent:
             active_pods=manager.active_pods, kill=manager.evict)
         eviction, node_shutdown = self.eviction, self.node_shutdown
         manager.admit = lambda pod: node_shutdown.admit(pod) or eviction.admit(pod)
+        manager.allocatable = lambda: self.node_allocatable
         self.relister = Relister(self.cri, manager.runtime_changed)
         manager.runtime_state = self.relister.state_of
         try:

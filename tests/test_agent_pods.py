@@ -347,10 +347,34 @@ async def test_max_pods_admission(devenv: DevEnv, tmp_path: Path) -> None:
         proc.write_manifest("b.yaml", pod_manifest("b", devenv.busybox, ["sleep", "3600"]))
         b = await proc.wait_pod("b", lambda p: phase(p) == "Failed")
         assert b["status"]["reason"] == "OutOfpods"
-        assert b["status"]["message"] == "Node didn't have enough resource: pods, requested: 1, used: 1, capacity: 1"
+        assert b["status"]["message"] == \
+            "Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: 1, capacity: 1"
     finally:
         proc.stop()
         devenv.reset(tmp_path)
+
+
+async def test_resource_admission(agent: AgentProcess, devenv: DevEnv, cri: CRIClient) -> None:
+    """Requests beyond what the admitted pods leave of allocatable: OutOf<resource>,
+    nothing of the pod runs, the others are unaffected."""
+    from nodeagent.api.quantity import Quantity
+    allocatable = Quantity(agent.get_json("/nodeagent/node")["allocatable"]["memory"]).value()
+    big = allocatable * 6 // 10
+    spec = f"    resources: {{requests: {{memory: '{big}'}}}}\n"
+    agent.write_manifest("a.yaml", pod_manifest("a", devenv.busybox, ["sleep", "3600"], container_extra=spec))
+    await agent.wait_pod("a", running)
+    agent.write_manifest("b.yaml", pod_manifest("b", devenv.busybox, ["sleep", "3600"], container_extra=spec))
+    agent.write_manifest("c.yaml", pod_manifest("c", devenv.busybox, ["sleep", "3600"],
+                                                container_extra="    resources: {requests: {cpu: '100'}}\n"))
+    b = await agent.wait_pod("b", lambda p: phase(p) == "Failed")
+    assert b["status"]["reason"] == "OutOfmemory"
+    assert b["status"]["message"] == (f"Pod was rejected: Node didn't have enough resource: memory, "
+                                      f"requested: {big}, used: {big}, capacity: {allocatable}")
+    c = await agent.wait_pod("c", lambda p: phase(p) == "Failed")
+    assert c["status"]["reason"] == "OutOfcpu" and "cpu, requested: 100000, used: 0" in c["status"]["message"]
+    names = {s.metadata.name for s in await cri.list_pod_sandbox()}
+    assert names == {f"a-{NODE_NAME}"}, "nothing of a refused pod runs"
+    await agent.wait_pod("a", running)
 
 
 async def test_healthz(agent: AgentProcess) -> None:

@@ -16,8 +16,8 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from nodeagent.api.quantity import Quantity
-from nodeagent.api.types import Container, Pod
+from nodeagent.api.types import Pod
+from nodeagent.cgroups.values import pod_requests
 from nodeagent.eviction.thresholds import (
     IMAGEFS_AVAILABLE, IMAGEFS_INODES_FREE, MEMORY_AVAILABLE, NODEFS_AVAILABLE,
     NODEFS_INODES_FREE, PID_AVAILABLE,
@@ -66,27 +66,9 @@ def is_critical(pod: Pod) -> bool:
     return pod_priority(pod) >= SYSTEM_CRITICAL_PRIORITY
 
 
-def _request(container: Container, resource: str) -> int:
-    q = container.resources.requests.get(resource)
-    return q.value() if isinstance(q, Quantity) else 0
-
-
 def pod_request(pod: Pod, resource: str) -> int:
-    """PodRequests (component-helpers): app containers and sidecars summed, at
-    least the largest init container plus the sidecars started before it."""
-    total = sum(_request(c, resource) for c in pod.spec.containers)
-    sidecars = 0
-    init_max = 0
-    for c in pod.spec.init_containers:
-        req = _request(c, resource)
-        if c.restart_policy == "Always":
-            total += req
-            sidecars += req
-            need = sidecars
-        else:
-            need = req + sidecars
-        init_max = max(init_max, need)
-    return max(total, init_max)
+    """PodRequests (component-helpers) of one resource, in bytes (memory, storage)."""
+    return pod_requests(pod).get(resource, 0)
 
 
 def _cmp(a: int | bool, b: int | bool) -> int:

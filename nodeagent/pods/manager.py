@@ -23,8 +23,11 @@ from nodeagent.cgroups.fs import CgroupError
 from nodeagent.cri.errors import CRIError, NotFoundError
 from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.eviction.manager import AdmitResult, EvictionResult
+from nodeagent.events import WARNING, record_event
 from nodeagent.metrics import kubelet as metrics
+from nodeagent.node.capacity import NodeResources
 from nodeagent.pods import volumes
+from nodeagent.pods.admission import fits, insufficient
 from nodeagent.pods.observe import GRACE_ANNOTATION, POD_UID_LABEL, StateKey
 from nodeagent.pods.worker import PodWorker, WorkerDeps
 
@@ -50,8 +53,9 @@ class PodManager:
         # The relister's view of a pod's runtime objects (None: not relisted yet).
         self.runtime_state: Callable[[str], StateKey | None] | None = None
         self._view: tuple[int, list[dict[str, Any]]] | None = None
-        # Admission beyond maxPods (the eviction manager's, under node pressure).
-        self.admit: Callable[[Pod], AdmitResult] | None = None
+        # Admission beyond the pod count and resources (eviction, node shutdown).
+        self.admit: Callable[[Pod], AdmitResult | None] | None = None
+        self.allocatable: Callable[[], NodeResources | None] = lambda: None
         self._starting: dict[str, float] = {}  # uid -> when first seen, until it first runs
         # Told the uid whenever a pod's status changes or its worker ends (API status reporter).
         self.listeners: list[Callable[[str], None]] = []
@@ -117,15 +121,6 @@ class PodManager:
         self.pods[uid] = pod
         self.statuses[uid] = PodStatus(phase="Pending")  # until the worker's first sync
         self._starting[uid] = time.monotonic()
-        active = sum(1 for w in self.workers.values() if not w.terminating)
-        if active >= self.max_pods:
-            # kubelet admission: the pod is refused and stays Failed.
-            self.rejected[uid] = PodStatus(
-                phase="Failed", reason="OutOfpods",
-                message=f"Node didn't have enough resource: pods, requested: 1, "
-                        f"used: {active}, capacity: {self.max_pods}")
-            log.warning("pod rejected", pod=pod.full_name, reason="OutOfpods")
-            return
         known = self.runtime_state(uid) if self.runtime_state is not None else None
         if pod.status.phase in ("Succeeded", "Failed") and not known:
             # The API says it finished and nothing of it runs here: never start it again.
@@ -135,11 +130,13 @@ class PodManager:
             return  # deleted before it ever ran here: nothing to stop
         # A pod already running here (adopted after an agent restart) is not
         # admitted again: refusing it would kill a running workload.
-        verdict = self.admit(pod) if self.admit is not None and not known else None
-        if verdict is not None and not verdict.admit:
-            self.rejected[uid] = PodStatus(phase="Failed", reason=verdict.reason,
-                                           message=verdict.status_message)
-            log.warning("pod rejected", pod=pod.full_name, reason=verdict.reason, message=verdict.message)
+        verdict = None if known else self._admission(pod)
+        if verdict is not None:
+            self.rejected[uid] = PodStatus(phase="Failed", reason=verdict.reason, message=verdict.status_message)
+            log.warning("pod rejected", pod=pod.full_name, pod_uid=uid, reason=verdict.reason,
+                        message=verdict.message)
+            record_event(namespace=pod.metadata.namespace, pod=pod.metadata.name, pod_uid=uid, type=WARNING,
+                         reason=verdict.reason, message=verdict.message)
             return
         predecessor = next((w for w in self.workers.values()
                             if w.terminating and w.pod.full_name == pod.full_name), None)
@@ -147,6 +144,17 @@ class PodManager:
         self.workers[uid] = worker
         log.info("pod added", pod=pod.full_name, pod_uid=uid)
         self._spawn(self._run_worker(worker))
+
+    def _admission(self, pod: Pod) -> AdmitResult | None:
+        """kubelet canAdmitPod: the eviction and shutdown handlers, then the
+        pod count and the resources (admission.fits); None admits."""
+        verdict = self.admit(pod) if self.admit is not None else None
+        if verdict is not None and not verdict.admit:
+            return verdict
+        admitted = self.active_pods()
+        if len(admitted) >= self.max_pods:
+            return insufficient("pods", 1, len(admitted), self.max_pods)
+        return fits(pod, admitted, self.allocatable())
 
     def _remove(self, uid: str) -> None:
         pod = self.pods.pop(uid, None)
