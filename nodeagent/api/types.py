@@ -477,6 +477,7 @@ class PodSpec:
     node_selector: dict[str, str] = f(factory=dict)
     service_account_name: str = ""
     automount_service_account_token: bool | None = None
+    image_pull_secrets: list[LocalObjectReference] = f(factory=list)
     node_name: str = ""
     host_network: bool = False
     host_pid: bool = f(False, json="hostPID")

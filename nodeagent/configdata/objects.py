@@ -63,10 +63,10 @@ class ConfigObjects(Protocol):
 
 
 def referenced_objects(pod: Pod) -> tuple[frozenset[str], frozenset[str]]:
-    """(configMap names, secret names) the pod references in volumes, projections
-    and env — what an implementation watches for `register_pod`."""
+    """(configMap names, secret names) the pod references in volumes, projections,
+    env and imagePullSecrets — what an implementation watches for `register_pod`."""
     config_maps: set[str] = set()
-    secrets: set[str] = set()
+    secrets: set[str] = {ref.name for ref in pod.spec.image_pull_secrets}
     for volume in pod.spec.volumes:
         if volume.config_map is not None:
             config_maps.add(volume.config_map.name)
