@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -19,6 +19,7 @@ from nodeagent.config import go_duration
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError, RuntimeUnavailable
 from nodeagent.cri.pb import api_pb2 as pb
+from nodeagent.oci.credentials import Credential
 from nodeagent.pods.backoff import ImageBackoff
 
 log = structlog.get_logger("nodeagent.oci")
@@ -58,9 +59,10 @@ class ImagePuller:
 
     async def ensure(self, pod_uid: str, image: str, policy: str,
                      sandbox_config: pb.PodSandboxConfig | None = None,
-                     event: EventFunc = _no_event) -> EnsuredImage:
+                     event: EventFunc = _no_event, credentials: Sequence[Credential] = ()) -> EnsuredImage:
         """`event(type, reason, message)` gets the kubelet image manager's
-        events: Pulling, Pulled, Failed, BackOff, ErrImageNeverPull."""
+        events: Pulling, Pulled, Failed, BackOff, ErrImageNeverPull.
+        `credentials`: the pod's pull secrets that match the image, tried in turn."""
         present = await self.cri.image_status(image)
         if policy == "Never":
             if present is None:
@@ -82,7 +84,7 @@ class ImagePuller:
         async with self._lock:
             pull_started = time.monotonic()
             try:
-                ref = await self.cri.pull_image(image, sandbox_config=sandbox_config)
+                ref = await self._pull(image, sandbox_config, credentials)
             except RuntimeUnavailable:
                 raise
             except CRIError as exc:
@@ -102,6 +104,28 @@ class ImagePuller:
         event("Normal", "Pulled", f'Successfully pulled image "{image}" in {go_duration(done - pull_started)} '
                                   f"({go_duration(done - started)} including waiting).{size}")
         return _ensured(pulled) if pulled is not None else EnsuredImage(ref, None, "")
+
+
+    async def _pull(self, image: str, sandbox_config: pb.PodSandboxConfig | None,
+                    credentials: Sequence[Credential]) -> str:
+        """kubelet pullImage with a keyring: each matching credential until one
+        works (the last error otherwise); anonymous when none matches."""
+        if not credentials:
+            return await self.cri.pull_image(image, sandbox_config=sandbox_config)
+        failure: CRIError | None = None
+        for cred in credentials:
+            # No server_address, as the kubelet sends none for secrets: containerd
+            # drops credentials whose address is not a URL of the pulled host.
+            auth = pb.AuthConfig(username=cred.username, password=cred.password, auth=cred.auth,
+                                 identity_token=cred.identity_token, registry_token=cred.registry_token)
+            try:
+                return await self.cri.pull_image(image, auth=auth, sandbox_config=sandbox_config)
+            except RuntimeUnavailable:
+                raise
+            except CRIError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
 
 
 def _ensured(image: pb.Image) -> EnsuredImage:

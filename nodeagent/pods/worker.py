@@ -27,11 +27,13 @@ from nodeagent.config import go_duration
 from nodeagent.cri.client import CRIClient
 from nodeagent.configdata.env import fetch_env_objects
 from nodeagent.configdata.objects import ConfigObjects
+from nodeagent.configdata.pullsecrets import pull_credentials
 from nodeagent.configdata.volumes import PodConfigVolumes, has_config_volumes
 from nodeagent.cri.errors import CRIError, NotFoundError, RuntimeUnavailable
 from nodeagent.netns import hosts as etchosts
 from nodeagent.events import NORMAL, WARNING, record_event
 from nodeagent.metrics import kubelet as metrics
+from nodeagent.oci.credentials import Credential
 from nodeagent.oci.puller import ImageError, ImagePuller
 from nodeagent.pods import crispec, volumes
 from nodeagent.pods.backoff import crashloop_decision
@@ -552,6 +554,20 @@ class PodWorker:
             annotations = decision.annotations
         return await self._start(c, observed, sandbox, mounts, plan, annotations=annotations)
 
+    async def _pull_credentials(self, c: Container) -> list[Credential]:
+        """The pod's imagePullSecrets that match the image (kubelet
+        getPullSecretsForPod: missing ones are named and the pull goes on)."""
+        if not self.pod.spec.image_pull_secrets:
+            return []
+        found = await pull_credentials(self.deps.config_objects, self.pod)
+        if found.missing:
+            self._event(c.name, WARNING, "FailedToRetrieveImagePullSecret",
+                        f"Unable to retrieve some image pull secrets ({', '.join(found.missing)}); "
+                        "attempting to pull the image may not succeed.")
+        for problem in found.problems:
+            self._event(c.name, WARNING, "FailedToRetrieveImagePullSecret", problem)
+        return found.keyring.lookup(c.image)
+
     async def _start(self, c: Container, observed: ObservedPod, sandbox: SandboxInfo,
                      mounts: dict[str, str], plan: _Plan, *, attempt: int | None = None,
                      annotations: dict[str, str] | None = None) -> bool:
@@ -564,7 +580,8 @@ class PodWorker:
         try:
             image = await self.deps.images.ensure(
                 self.uid, c.image, c.image_pull_policy, sandbox_config,
-                event=lambda type_, reason, message: self._event(c.name, type_, reason, message))
+                event=lambda type_, reason, message: self._event(c.name, type_, reason, message),
+                credentials=await self._pull_credentials(c))
         except ImageError as exc:
             self.view.waiting[c.name] = Waiting(exc.reason, exc.message)
             if exc.reason != "ErrImageNeverPull":
