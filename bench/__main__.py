@@ -108,7 +108,7 @@ async def main(args: argparse.Namespace, failed: list[str]) -> None:
     started, t0 = datetime.now(timezone.utc), time.monotonic()
     machine = Machine.probe(await runtime_version())
     runs = [await run_one(name, BENCHMARKS[name][3 if args.quick else 2]) for name in names]
-    report = Report(machine=machine, started=started, command="python -m bench " + " ".join(sys.argv[1:]),
+    report = Report(machine=machine, started=started, command=" ".join(["python -m bench", *sys.argv[1:]]),
                     runs=runs, seconds=time.monotonic() - t0)
     section = render(report)
     print("\n" + section)
