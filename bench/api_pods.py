@@ -14,6 +14,7 @@ alternates), medians are compared: these VMs are noisy. The agent runs only duri
 the raw rounds' pods as orphans).
 
 Usage: .venv/bin/python bench/api_pods.py [--rounds 5] [--pods 30]
+(run() returns an ApiPodsResult; `python -m bench` uses it.)
 """
 
 from __future__ import annotations
@@ -21,17 +22,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cancellable import run_cancellable  # noqa: E402
-from bench.pod_start import raw_round  # noqa: E402
+from bench.pod_start import AgentVsRaw, raw_round  # noqa: E402
 from nodeagent.cri.client import CRIClient  # noqa: E402
 from nodeagent.devenv.env import DevEnv, remove_all_pods  # noqa: E402
 from nodeagent.devenv.registry import free_port  # noqa: E402
@@ -39,6 +40,14 @@ from nodeagent.logsetup import configure_logging  # noqa: E402
 from tests.apiserver import APIServerDouble  # noqa: E402
 
 NODE = "benchnode"
+
+
+@dataclass
+class ApiPodsResult(AgentVsRaw):
+    pods: int
+    rounds: int
+    agent_s: list[float]
+    raw_s: list[float]
 
 
 def pod(name: str, image: str) -> dict:
@@ -87,8 +96,11 @@ class Agent:
             raise SystemExit("agent ignored SIGTERM for 15 s; its log ends:\n" + "\n".join(log)) from None
 
 
-async def wait_until(predicate, poll: float) -> float:
+async def wait_until(predicate, poll: float, timeout: float = 600.0) -> float:
+    deadline = time.monotonic() + timeout
     while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the API server did not show the expected state in {timeout:.0f} s")
         await asyncio.sleep(poll)
     return time.monotonic()
 
@@ -116,12 +128,8 @@ async def agent_round(env: DevEnv, api: APIServerDouble, work: Path, n: int, tag
     return done - start
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--pods", type=int, default=30)
-    args = parser.parse_args()
-    configure_logging("text", 0)
+async def run(rounds: int = 5, pods: int = 30) -> ApiPodsResult:
+    """Alternating rounds in a DevEnv and API server double of their own."""
     env = DevEnv(name="apibench")
     work = Path(tempfile.mkdtemp(prefix="nodeagent-apibench-"))
     env.up()
@@ -133,22 +141,34 @@ async def main() -> None:
         await agent_round(env, api, work, 1, "warm")
         await raw_round(env, env.busybox, 1, "warm", work)
         agent_times, raw_times = [], []
-        for r in range(args.rounds):
+        for r in range(rounds):
             for mode in (("agent", "raw") if r % 2 == 0 else ("raw", "agent")):
                 if mode == "agent":
-                    agent_times.append(await agent_round(env, api, work, args.pods, f"r{r}a"))
+                    agent_times.append(await agent_round(env, api, work, pods, f"r{r}a"))
                 else:
-                    raw_times.append(await raw_round(env, env.busybox, args.pods, f"r{r}r", work))
-        a, b = statistics.median(agent_times), statistics.median(raw_times)
-        print(f"\n{args.pods} pods bound at once -> all Running in the API server vs raw CRI, "
-              f"{args.rounds} rounds, medians")
-        print(f"agent {a:.3f} s   raw {b:.3f} s   ratio {a / b:.2f}x")
-        print(f"agent rounds {' '.join(f'{x:.2f}' for x in agent_times)} / "
-              f"raw rounds {' '.join(f'{x:.2f}' for x in raw_times)}")
+                    raw_times.append(await raw_round(env, env.busybox, pods, f"r{r}r", work))
+        return ApiPodsResult(pods=pods, rounds=rounds, agent_s=agent_times, raw_s=raw_times)
     finally:
         api.stop()
         env.down()
         subprocess.run(["rm", "-rf", str(work)])
+
+
+def report(result: ApiPodsResult) -> None:
+    print(f"\n{result.pods} pods bound at once -> all Running in the API server vs raw CRI, "
+          f"{result.rounds} rounds, medians")
+    print(f"agent {result.agent:.3f} s   raw {result.raw:.3f} s   ratio {result.ratio:.2f}x")
+    print(f"agent rounds {' '.join(f'{x:.2f}' for x in result.agent_s)} / "
+          f"raw rounds {' '.join(f'{x:.2f}' for x in result.raw_s)}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pods", type=int, default=30)
+    args = parser.parse_args()
+    configure_logging("text", 0)
+    report(await run(args.rounds, args.pods))
 
 
 if __name__ == "__main__":

@@ -10,16 +10,26 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 
-async def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+async def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+    """True when a signal cancelled main()."""
     task = asyncio.ensure_future(main())
     loop = asyncio.get_running_loop()
+    signalled = []
+
+    def stop() -> None:
+        signalled.append(True)
+        task.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     try:
         await task
     except asyncio.CancelledError:
-        print("interrupted; environment removed", file=sys.stderr)
+        if not signalled:
+            raise
+    return bool(signalled)
 
 
 def run_cancellable(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(_run(main))
+    if asyncio.run(_run(main)):
+        sys.exit("interrupted; environment removed")

@@ -14,6 +14,7 @@ The agent runs at -v 0 as in production; --breakdown runs it at -v 4, which
 logs the agent's own share of each ADD.
 
 Usage: .venv/bin/python bench/cni_add.py [--cycles 200] [--sandboxes 30] [--breakdown]
+(run() returns a CniResult; `python -m bench` uses it.)
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cancellable import run_cancellable  # noqa: E402
 from nodeagent.cri.client import CRIClient  # noqa: E402
 from nodeagent.devenv import podspecs  # noqa: E402
 from nodeagent.devenv.env import DevEnv  # noqa: E402
@@ -46,6 +49,26 @@ TARGET_ADD_P50_MS = 60.0
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+@dataclass
+class CniResult:
+    """Milliseconds per call or sandbox, as measured (unsorted)."""
+    cycles: int
+    sandboxes: int
+    add: list[float]
+    delete: list[float]
+    agent_side: list[float]  # the agent's own share of each ADD; only with --breakdown
+    version: list[float]
+    interpreter: list[float]
+    fallback: list[float]
+    sandbox_pod_network: list[float]
+    sandbox_host_network: list[float]
+
+    @property
+    def sandbox_ratio(self) -> float:
+        """RunPodSandbox p50 on the agent's network over host network."""
+        return statistics.median(self.sandbox_pod_network) / statistics.median(self.sandbox_host_network)
 
 
 def summary(name: str, values: list[float]) -> str:
@@ -158,7 +181,52 @@ async def sandbox_starts(env: DevEnv, n: int) -> dict[str, list[float]]:
     return times
 
 
-def main() -> None:
+async def run(cycles: int = 200, sandboxes: int = 30, breakdown: bool = False,
+              fallback_cycles: int = 20) -> CniResult:
+    """Everything against one agent, in a DevEnv of its own."""
+    work = Path(tempfile.mkdtemp(prefix="na-bench-net-"))
+    env = DevEnv(name="benchnet")
+    agent = Agent(env, work, 4 if breakdown else 0)
+    netns = f"nabench{env.id}"
+    env.up()
+    try:
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        try:
+            await asyncio.to_thread(agent.start)
+            adds, dels = await asyncio.to_thread(cni_cycles, env, cycles, f"/run/netns/{netns}")
+            version = await asyncio.to_thread(version_floor, env)
+            inside = agent.add_times()
+            starts = await sandbox_starts(env, sandboxes)
+            await asyncio.to_thread(agent.stop)
+            fallback, _ = await asyncio.to_thread(cni_cycles, env, fallback_cycles, f"/run/netns/{netns}")
+            floor = await asyncio.to_thread(interpreter_floor)
+        finally:
+            agent.stop()
+            subprocess.run(["ip", "netns", "del", netns])
+            subprocess.run(["rm", "-rf", str(work)])
+    finally:
+        env.down()
+    return CniResult(cycles=cycles, sandboxes=sandboxes, add=adds, delete=dels, agent_side=inside[:len(adds)],
+                     version=version, interpreter=floor, fallback=fallback,
+                     sandbox_pod_network=starts["pod network"], sandbox_host_network=starts["host network"])
+
+
+def report(result: CniResult) -> None:
+    print(summary("CNI ADD, plugin exec -> exit (agent running)", result.add))
+    print(summary("CNI DEL, plugin exec -> exit (agent running)", result.delete))
+    if result.agent_side:
+        print(summary("  of ADD: agent-side handling", result.agent_side))
+    print(summary("  of ADD: plugin alone (VERSION)", result.version))
+    print(summary("  of ADD: python3 -IS start-up floor", result.interpreter))
+    print(summary("CNI ADD, in-process fallback (agent stopped)", result.fallback))
+    print(summary("RunPodSandbox, pod network", result.sandbox_pod_network))
+    print(summary("RunPodSandbox, host network", result.sandbox_host_network))
+    p50 = statistics.median(result.add)
+    print(f"target ADD p50 <= {TARGET_ADD_P50_MS:.0f} ms: {'met' if p50 <= TARGET_ADD_P50_MS else 'MISSED'} "
+          f"({p50:.1f} ms)")
+
+
+async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--sandboxes", type=int, default=30)
@@ -167,38 +235,8 @@ def main() -> None:
                              "logging of every CRI call slows the agent itself)")
     args = parser.parse_args()
     configure_logging("text", 0)
-    work = Path(tempfile.mkdtemp(prefix="na-bench-net-"))
-    env = DevEnv(name="benchnet")
-    agent = Agent(env, work, 4 if args.breakdown else 0)
-    netns = f"nabench{env.id}"
-    with env:
-        subprocess.run(["ip", "netns", "add", netns], check=True)
-        try:
-            agent.start()
-            adds, dels = cni_cycles(env, args.cycles, f"/run/netns/{netns}")
-            version = version_floor(env)
-            inside = agent.add_times()
-            starts = asyncio.run(sandbox_starts(env, args.sandboxes))
-            agent.stop()
-            fallback, _ = cni_cycles(env, 20, f"/run/netns/{netns}")
-            floor = interpreter_floor()
-        finally:
-            agent.stop()
-            subprocess.run(["ip", "netns", "del", netns])
-            subprocess.run(["rm", "-rf", str(work)])
-    print(summary("CNI ADD, plugin exec -> exit (agent running)", adds))
-    print(summary("CNI DEL, plugin exec -> exit (agent running)", dels))
-    if inside:
-        print(summary("  of ADD: agent-side handling", inside[:len(adds)]))
-    print(summary("  of ADD: plugin alone (VERSION)", version))
-    print(summary("  of ADD: python3 -IS start-up floor", floor))
-    print(summary("CNI ADD, in-process fallback (agent stopped)", fallback))
-    for name, values in starts.items():
-        print(summary(f"RunPodSandbox, {name}", values))
-    p50 = statistics.median(adds)
-    print(f"target ADD p50 <= {TARGET_ADD_P50_MS:.0f} ms: {'met' if p50 <= TARGET_ADD_P50_MS else 'MISSED'} "
-          f"({p50:.1f} ms)")
+    report(await run(args.cycles, args.sandboxes, args.breakdown))
 
 
 if __name__ == "__main__":
-    main()
+    run_cancellable(main)

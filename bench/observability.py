@@ -15,6 +15,7 @@ mean over the samples) is reported too: it does not grow with the machine's
 load the way wall time does.
 
 Usage: .venv/bin/python bench/observability.py [--calls 1000] [--pods 110] [--skip-socket]
+(run() returns an ObservabilityResult; `python -m bench` uses it.)
 """
 
 from __future__ import annotations
@@ -29,15 +30,59 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cancellable import run_cancellable  # noqa: E402
 from nodeagent.cri.client import CRIClient  # noqa: E402
 from nodeagent.cri.pb import api_pb2 as pb  # noqa: E402
 from nodeagent.devenv.env import DevEnv, remove_all_pods  # noqa: E402
 from nodeagent.devenv.registry import free_port  # noqa: E402
 from nodeagent.logsetup import configure_logging  # noqa: E402
+
+
+@dataclass
+class CallTimes:
+    """One CRI call through the debug socket and directly, in ms."""
+    call: str
+    direct_p50: float
+    via_p50: float
+    direct_p99: float
+    via_p99: float
+
+    @property
+    def added_p50(self) -> float:
+        return self.via_p50 - self.direct_p50
+
+
+@dataclass
+class ScrapeTimes:
+    endpoint: str
+    cold: bool
+    p50_ms: float
+    p99_ms: float
+    cpu_ms: float  # agent CPU per scrape (mean: 10 ms ticks)
+    samples: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.endpoint} ({'cold' if self.cold else 'cached'})"
+
+
+@dataclass
+class ObservabilityResult:
+    calls: int
+    pods: int
+    socket: list[CallTimes] = field(default_factory=list)
+    scrape: list[ScrapeTimes] = field(default_factory=list)
+    resource_bytes: int = 0
+    resource_series: int = 0
+    start_s: float = 0.0
+
+    def scrape_of(self, endpoint: str, cold: bool) -> ScrapeTimes | None:
+        return next((s for s in self.scrape if s.endpoint == endpoint and s.cold == cold), None)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -64,7 +109,7 @@ async def sandbox_with(cri: CRIClient, env: DevEnv, name: str, containers: int) 
     return sid, ids
 
 
-async def debug_socket(env: DevEnv, sock: Path, calls: int) -> None:
+async def debug_socket(env: DevEnv, sock: Path, calls: int) -> list[CallTimes]:
     async with CRIClient(env.endpoint) as direct, CRIClient(f"unix://{sock}") as via:
         await direct.pull_image(env.busybox)
         _, ids = await sandbox_with(direct, env, "dbg", 50)
@@ -72,9 +117,7 @@ async def debug_socket(env: DevEnv, sock: Path, calls: int) -> None:
         ops = {"Version": lambda c: c.version(),
                "ListContainers (50)": lambda c: c.list_containers(),
                "ContainerStatus": lambda c: c.container_status(ids[0])}
-        print(f"\n### Debug socket overhead ({calls} calls each, alternating)\n")
-        print("| call | direct p50 | via p50 | added p50 | direct p99 | via p99 |")
-        print("|---|---|---|---|---|---|")
+        out = []
         for name, op in ops.items():
             for _ in range(50):  # warm both channels
                 await op(direct)
@@ -86,9 +129,9 @@ async def debug_socket(env: DevEnv, sock: Path, calls: int) -> None:
                     start = time.perf_counter()
                     await op(client)
                     times[label].append((time.perf_counter() - start) * 1000)
-            d50, v50 = statistics.median(times["direct"]), statistics.median(times["via"])
-            print(f"| {name} | {d50:.3f} ms | {v50:.3f} ms | **{v50 - d50:.3f} ms** | "
-                  f"{pct(times['direct'], .99):.3f} ms | {pct(times['via'], .99):.3f} ms |")
+            out.append(CallTimes(name, statistics.median(times["direct"]), statistics.median(times["via"]),
+                                 pct(times["direct"], .99), pct(times["via"], .99)))
+        return out
 
 
 def get(url: str) -> bytes:
@@ -101,7 +144,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def scrape(env: DevEnv, base: str, pods: int, agent_pid: int, extra: str) -> None:
+async def scrape(env: DevEnv, base: str, pods: int, agent_pid: int, result: ObservabilityResult) -> None:
     async with CRIClient(env.endpoint) as cri:
         await cri.pull_image(env.busybox)
         started = time.monotonic()
@@ -112,13 +155,10 @@ async def scrape(env: DevEnv, base: str, pods: int, agent_pid: int, extra: str) 
                 await sandbox_with(cri, env, f"p{i:03d}", 1)
 
         await asyncio.gather(*(one(i) for i in range(pods)))
-        print(f"\n### Scrape cost with {pods} pods{extra} "
-              f"(started in {time.monotonic() - started:.0f} s)\n")
-    body = get(f"{base}/metrics/resource")
-    series = sum(1 for line in body.decode().splitlines() if line.startswith("container_cpu"))
-    print(f"/metrics/resource: {len(body)} bytes, {series} container cpu series\n")
-    print("| endpoint | p50 | p99 | agent CPU per scrape | samples |")
-    print("|---|---|---|---|---|")
+        result.start_s = time.monotonic() - started
+    body = await asyncio.to_thread(get, f"{base}/metrics/resource")
+    result.resource_bytes = len(body)
+    result.resource_series = sum(1 for line in body.decode().splitlines() if line.startswith("container_cpu"))
     for path, cold, n in (("/metrics/resource", True, 20), ("/metrics/resource", False, 100),
                           ("/metrics/cadvisor", True, 10), ("/stats/summary", True, 10),
                           ("/metrics", False, 50)):
@@ -131,23 +171,18 @@ async def scrape(env: DevEnv, base: str, pods: int, agent_pid: int, extra: str) 
             await asyncio.to_thread(get, f"{base}{path}")
             times.append((time.perf_counter() - start) * 1000)
             cpu.append((cpu_seconds(agent_pid) - cpu_before) * 1000)
-        label = f"{path} ({'cold' if cold else 'cached'})"
-        print(f"| {label} | {statistics.median(times):.1f} ms | {pct(times, .99):.1f} ms | "
-              f"{statistics.mean(cpu):.1f} ms | {n} |")
+        result.scrape.append(ScrapeTimes(path, cold, statistics.median(times), pct(times, .99),
+                                         statistics.mean(cpu), n))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--pods", type=int, default=110)
-    parser.add_argument("--skip-socket", action="store_true")
-    args = parser.parse_args()
-    configure_logging("text", 0)
+async def run(calls: int = 1000, pods: int = 110, socket: bool = True) -> ObservabilityResult:
+    """Both measurements against one agent, in a DevEnv of its own."""
     env = DevEnv(name="benchobs")
     env.up()
     work = Path(tempfile.mkdtemp(prefix="na-benchobs-"))
     ro, healthz = free_port(), free_port()
     sock = work / "run" / "cri.sock"
+    result = ObservabilityResult(calls=calls if socket else 0, pods=pods)
     agent = subprocess.Popen(
         [str(Path(sys.executable).with_name("nodeagent")), "run",
          "--container-runtime-endpoint", env.endpoint, "--root-dir", str(work / "root"),
@@ -159,20 +194,20 @@ def main() -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                get(f"http://127.0.0.1:{healthz}/healthz")
+                await asyncio.to_thread(get, f"http://127.0.0.1:{healthz}/healthz")
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise SystemExit("agent did not start; see " + str(work / "agent.log"))
-                time.sleep(0.1)
-        if not args.skip_socket:
-            asyncio.run(debug_socket(env, sock, args.calls))
-        asyncio.run(scrape(env, f"http://127.0.0.1:{ro}", args.pods, agent.pid,
-                           "" if args.skip_socket else " (+1 with 50 containers)"))
+                await asyncio.sleep(0.1)
+        if socket:
+            result.socket = await debug_socket(env, sock, calls)
+        await scrape(env, f"http://127.0.0.1:{ro}", pods, agent.pid, result)
+        return result
     finally:
         agent.terminate()
-        agent.wait(30)
-        asyncio.run(remove_all_pods(env.endpoint))
+        await asyncio.to_thread(agent.wait, 30)
+        await remove_all_pods(env.endpoint)
         env.down()
         subprocess.run(["rm", "-rf", str(work)], check=False)
         leaks = env.leaks()
@@ -180,5 +215,32 @@ def main() -> None:
             print("LEAKS:", *leaks, sep="\n  ")
 
 
+def report(result: ObservabilityResult) -> None:
+    if result.socket:
+        print(f"\n### Debug socket overhead ({result.calls} calls each, alternating)\n")
+        print("| call | direct p50 | via p50 | added p50 | direct p99 | via p99 |")
+        print("|---|---|---|---|---|---|")
+        for c in result.socket:
+            print(f"| {c.call} | {c.direct_p50:.3f} ms | {c.via_p50:.3f} ms | **{c.added_p50:.3f} ms** | "
+                  f"{c.direct_p99:.3f} ms | {c.via_p99:.3f} ms |")
+    extra = " (+1 with 50 containers)" if result.socket else ""
+    print(f"\n### Scrape cost with {result.pods} pods{extra} (started in {result.start_s:.0f} s)\n")
+    print(f"/metrics/resource: {result.resource_bytes} bytes, {result.resource_series} container cpu series\n")
+    print("| endpoint | p50 | p99 | agent CPU per scrape | samples |")
+    print("|---|---|---|---|---|")
+    for t in result.scrape:
+        print(f"| {t.label} | {t.p50_ms:.1f} ms | {t.p99_ms:.1f} ms | {t.cpu_ms:.1f} ms | {t.samples} |")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--pods", type=int, default=110)
+    parser.add_argument("--skip-socket", action="store_true")
+    args = parser.parse_args()
+    configure_logging("text", 0)
+    report(await run(args.calls, args.pods, socket=not args.skip_socket))
+
+
 if __name__ == "__main__":
-    main()
+    run_cancellable(main)

@@ -12,7 +12,8 @@ medians are compared, because these VMs are noisy. Also measured: how long
 after a container exits /pods shows it terminated (the PLEG target), and the
 agent's RSS with 30 pods.
 
-Usage: .venv/bin/python bench/pod_start.py [--rounds 5] [--sizes 1,10,30]
+Usage: .venv/bin/python bench/pod_start.py [--rounds 5] [--sizes 1,10,30,110] [--large-rounds 3]
+(run() returns a PodStartResult; `python -m bench` uses it.)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,8 +43,64 @@ from nodeagent.pods import crispec  # noqa: E402
 from nodeagent.sources.static import apply_static_defaults  # noqa: E402
 
 NODE = "benchnode"
-POLL_BY_SIZE = {1: 0.01, 10: 0.02, 30: 0.05}  # seconds between reads of /pods
+POLL_BY_SIZE = {1: 0.01, 10: 0.02, 30: 0.05, 110: 0.1}  # seconds between reads of /pods
+WAIT_TIMEOUT = 600.0  # seconds: a round that takes longer is stuck, not slow
 VERBOSITY = 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+class AgentVsRaw:
+    """Medians of per-round seconds, agent and raw CRI, and their ratio."""
+    agent_s: list[float]
+    raw_s: list[float]
+
+    @property
+    def agent(self) -> float:
+        return statistics.median(self.agent_s)
+
+    @property
+    def raw(self) -> float:
+        return statistics.median(self.raw_s)
+
+    @property
+    def ratio(self) -> float:
+        return self.agent / self.raw
+
+
+@dataclass
+class SizeTimes(AgentVsRaw):
+    """One N: per-round seconds to all Running (agent), to the last
+    StartContainer (raw), and the agent's CPU seconds per round."""
+    n: int
+    agent_s: list[float] = field(default_factory=list)
+    raw_s: list[float] = field(default_factory=list)
+    agent_cpu_s: list[float] = field(default_factory=list)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.agent_cpu_s)
+
+
+@dataclass
+class PodStartResult:
+    rounds: int
+    large_rounds: int
+    sizes: list[SizeTimes]
+    exit_ms: list[float]
+    rss_mib: float
+    rss_pods: int
+
+    @property
+    def exit_p50(self) -> float:
+        return statistics.median(self.exit_ms)
+
+    @property
+    def exit_p99(self) -> float:
+        return percentile(self.exit_ms, 0.99)
 
 
 def manifest(name: str, image: str, command: list[str], restart: str = "Always") -> str:
@@ -94,20 +152,27 @@ class Agent:
         tmp.write_text(text)
         tmp.rename(self.manifests / name)
 
-    async def wait(self, predicate, poll: float = 0.01) -> float:
+    async def wait(self, predicate, poll: float = 0.01, timeout: float = WAIT_TIMEOUT) -> float:
+        deadline = time.monotonic() + timeout
         while True:
             pods = await asyncio.to_thread(get_pods, self.base)
             if predicate(pods):
                 return time.monotonic()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"/pods did not reach the expected state in {timeout:.0f} s; "
+                                 f"see {self.work / 'agent.log'}")
             await asyncio.sleep(poll)
 
     async def clear(self) -> None:
         for path in self.manifests.glob("*.yaml"):
             path.unlink()
         await self.wait(lambda pods: not pods)
+        deadline = time.monotonic() + WAIT_TIMEOUT
         async with CRIClient(self.env.endpoint) as cri:
             while await cri.list_pod_sandbox():
-                await asyncio.sleep(0.05)
+                if time.monotonic() > deadline:
+                    raise SystemExit("the agent did not remove its sandboxes")
+                await asyncio.sleep(0.1)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -177,7 +242,10 @@ async def exit_detection(agent: Agent, image: str, count: int) -> list[float]:
         name = f"exit-{i}"
         agent.write(f"{name}.yaml", manifest(name, image, ["sh", "-c", "sleep 0.5"], restart="Never"))
         seen_at = None
+        deadline = time.monotonic() + 60
         while seen_at is None:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}'s exit never showed on /pods")
             pods = await asyncio.to_thread(get_pods, agent.base)
             now = time.time()
             for p in pods:
@@ -193,14 +261,11 @@ async def exit_detection(agent: Agent, image: str, count: int) -> list[float]:
     return delays
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--sizes", default="1,10,30")
-    parser.add_argument("--exits", type=int, default=30)
-    args = parser.parse_args()
-    configure_logging("text", 0)
-    sizes = [int(s) for s in args.sizes.split(",")]
+async def run(rounds: int = 5, sizes: tuple[int, ...] = (1, 10, 30), exits: int = 30,
+              large_rounds: int | None = None) -> PodStartResult:
+    """Measure in a DevEnv of its own; N > 30 gets `large_rounds` rounds
+    (default: `rounds`), since a 110-pod round takes about a minute."""
+    large = rounds if large_rounds is None else large_rounds
     env = DevEnv(name="bench")
     work = Path(tempfile.mkdtemp(prefix="nodeagent-bench-"))
     env.up()
@@ -210,42 +275,60 @@ async def main() -> None:
             await cri.pull_image(env.busybox)
         await agent_round(env, work, 1, "warm")
         await raw_round(env, env.busybox, 1, "warm", work)
-        results: dict[int, dict[str, list[float]]] = {n: {"agent": [], "raw": [], "cpu": []}
-                                                     for n in sizes}
+        results = [SizeTimes(n) for n in sizes]
         rss = 0.0
-        for r in range(args.rounds):
-            for n in sizes:
+        for r in range(max(rounds, large)):
+            for times in results:
+                n = times.n
+                if r >= (large if n > 30 else rounds):
+                    continue
                 order = ("agent", "raw") if r % 2 == 0 else ("raw", "agent")
                 for mode in order:
                     tag = f"r{r}n{n}{mode[0]}"
                     if mode == "agent":
                         elapsed, used, cpu = await agent_round(env, work, n, tag)
-                        results[n]["agent"].append(elapsed)
-                        results[n]["cpu"].append(cpu)
+                        times.agent_s.append(elapsed)
+                        times.agent_cpu_s.append(cpu)
                         if n == max(sizes):
                             rss = max(rss, used)
                     else:
-                        results[n]["raw"].append(await raw_round(env, env.busybox, n, tag, work))
+                        times.raw_s.append(await raw_round(env, env.busybox, n, tag, work))
         agent = Agent(env, work / "exits")
-        delays = await exit_detection(agent, env.busybox, args.exits)
-        print(f"\npod start, manifest written -> Running on /pods vs raw CRI, {args.rounds} rounds, medians")
-        print(f"{'N':>4} {'agent s':>9} {'raw s':>9} {'ratio':>7} {'agent CPU s':>12}   "
-              "agent rounds / raw rounds")
-        for n in sizes:
-            a, b = statistics.median(results[n]["agent"]), statistics.median(results[n]["raw"])
-            print(f"{n:>4} {a:9.3f} {b:9.3f} {a / b:7.2f}x {statistics.median(results[n]['cpu']):12.2f}   "
-                  f"{' '.join(f'{x:.2f}' for x in results[n]['agent'])} / "
-                  f"{' '.join(f'{x:.2f}' for x in results[n]['raw'])}")
-        delays.sort()
-        p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-        print(f"\nexit noticed on /pods after finishedAt: median {statistics.median(delays):.0f} ms, "
-              f"p99 {p99:.0f} ms, max {delays[-1]:.0f} ms ({len(delays)} exits)")
-        print(f"agent RSS with {max(sizes)} pods: {rss:.0f} MiB")
+        delays = await exit_detection(agent, env.busybox, exits)
+        return PodStartResult(rounds=rounds, large_rounds=large, sizes=results, exit_ms=delays,
+                              rss_mib=rss, rss_pods=max(sizes))
     finally:
         if agent is not None:
             agent.stop()
         env.down()
         subprocess.run(["rm", "-rf", str(work)])
+
+
+def report(result: PodStartResult) -> None:
+    rounds = (f"{result.rounds} rounds" if result.large_rounds == result.rounds
+              else f"{result.rounds} rounds ({result.large_rounds} for N > 30)")
+    print(f"\npod start, manifest written -> Running on /pods vs raw CRI, {rounds}, medians")
+    print(f"{'N':>4} {'agent s':>9} {'raw s':>9} {'ratio':>7} {'agent CPU s':>12}   "
+          "agent rounds / raw rounds")
+    for t in result.sizes:
+        print(f"{t.n:>4} {t.agent:9.3f} {t.raw:9.3f} {t.ratio:7.2f}x {t.cpu:12.2f}   "
+              f"{' '.join(f'{x:.2f}' for x in t.agent_s)} / "
+              f"{' '.join(f'{x:.2f}' for x in t.raw_s)}")
+    delays = sorted(result.exit_ms)
+    print(f"\nexit noticed on /pods after finishedAt: median {result.exit_p50:.0f} ms, "
+          f"p99 {result.exit_p99:.0f} ms, max {delays[-1]:.0f} ms ({len(delays)} exits)")
+    print(f"agent RSS with {result.rss_pods} pods: {result.rss_mib:.0f} MiB")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sizes", default="1,10,30")
+    parser.add_argument("--large-rounds", type=int, default=None, help="rounds for N > 30 (default: --rounds)")
+    parser.add_argument("--exits", type=int, default=30)
+    args = parser.parse_args()
+    configure_logging("text", 0)
+    report(await run(args.rounds, tuple(int(s) for s in args.sizes.split(",")), args.exits, args.large_rounds))
 
 
 if __name__ == "__main__":

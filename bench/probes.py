@@ -11,6 +11,7 @@ Targets (issue 6): <= 2 % of one core for the probes at periodSeconds 10,
 lateness p99 <= 20 ms.
 
 Usage: .venv/bin/python bench/probes.py [--pods 110] [--seconds 120] [--periods 10,1]
+(run() returns a ProbesResult; `python -m bench` uses it.)
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pod_start import Agent, all_running, get_pods  # noqa: E402
 
 from bench.cancellable import run_cancellable  # noqa: E402
+from bench.pod_start import Agent, all_running, get_pods  # noqa: E402
 from nodeagent.devenv.env import DevEnv  # noqa: E402
 from nodeagent.logsetup import configure_logging  # noqa: E402
 
@@ -40,6 +40,40 @@ from nodeagent.logsetup import configure_logging  # noqa: E402
 # into liveness restarts, which this benchmark is not about.
 TIMEOUT = 5
 SERVE = "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"
+
+
+@dataclass
+class ProbeMode:
+    """One mode's window: period None is the baseline without probes."""
+    period: int | None
+    cpu_pct: float
+    rss_mib: float
+    start_s: float
+    restarts: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    probes: int
+
+    @property
+    def tag(self) -> str:
+        return "none" if self.period is None else f"p{self.period}"
+
+
+@dataclass
+class ProbesResult:
+    pods: int
+    seconds: float
+    modes: list[ProbeMode]
+
+    @property
+    def baseline(self) -> ProbeMode | None:
+        return next((m for m in self.modes if m.period is None), None)
+
+    def probe_cpu_pct(self, mode: ProbeMode) -> float | None:
+        """The probes' share: the mode's agent CPU minus the baseline's."""
+        base = self.baseline
+        return None if base is None or mode.period is None else mode.cpu_pct - base.cpu_pct
 
 
 def manifest(name: str, image: str, period: int | None) -> str:
@@ -75,7 +109,7 @@ def lateness_windows(log: Path, since: float) -> list[dict]:
     return out
 
 
-async def measure(env: DevEnv, work: Path, pods: int, period: int | None, seconds: float) -> dict:
+async def measure(env: DevEnv, work: Path, pods: int, period: int | None, seconds: float) -> ProbeMode:
     agent = Agent(env, work)
     try:
         for i in range(pods):
@@ -95,13 +129,47 @@ async def measure(env: DevEnv, work: Path, pods: int, period: int | None, second
                        for c in p["status"].get("containerStatuses", []))
         windows = lateness_windows(work / "agent.log", wall0)
         await agent.clear()
-        return {"cpu_pct": 100 * cpu / elapsed, "rss": rss, "start_s": started, "restarts": restarts,
-                "p50": statistics.median(w["p50_ms"] for w in windows) if windows else None,
-                "p99": max(w["p99_ms"] for w in windows) if windows else None,
-                "max": max(w["max_ms"] for w in windows) if windows else None,
-                "probes": sum(w["probes"] for w in windows)}
+        return ProbeMode(
+            period=period, cpu_pct=100 * cpu / elapsed, rss_mib=rss, start_s=started, restarts=restarts,
+            p50_ms=statistics.median(w["p50_ms"] for w in windows) if windows else None,
+            p99_ms=max(w["p99_ms"] for w in windows) if windows else None,
+            max_ms=max(w["max_ms"] for w in windows) if windows else None,
+            probes=sum(w["probes"] for w in windows))
     finally:
         agent.stop()
+
+
+async def run(pods: int = 110, seconds: float = 120, periods: tuple[int, ...] = (10, 1),
+              baseline: bool = True, progress: bool = False) -> ProbesResult:
+    """Every mode in turn, in a DevEnv of its own."""
+    env = DevEnv(name="bench")
+    work = Path(tempfile.mkdtemp(prefix="nodeagent-bench-probes-"))
+    env.up()
+    try:
+        modes: list[ProbeMode] = []
+        for period in ([None] if baseline else []) + list(periods):
+            tag = "none" if period is None else f"p{period}"
+            modes.append(await measure(env, work / tag, pods, period, seconds))
+            if progress:
+                print(tag, modes[-1], flush=True)
+        return ProbesResult(pods=pods, seconds=seconds, modes=modes)
+    finally:
+        env.down()
+        subprocess.run(["rm", "-rf", str(work)])
+
+
+def report(result: ProbesResult) -> None:
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    print(f"\n{result.pods} pods, readiness httpGet + liveness exec each, {result.seconds:g} s measured per mode")
+    print(f"{'mode':>6} {'CPU %':>7} {'probes CPU %':>13} {'RSS MiB':>8} {'lateness p50 ms':>16} "
+          f"{'p99 ms':>7} {'max ms':>7} {'probes run':>10} {'restarts':>8}")
+    for r in result.modes:
+        share = result.probe_cpu_pct(r)
+        extra = "-" if share is None else f"{share:.2f}"
+        print(f"{r.tag:>6} {r.cpu_pct:7.2f} {extra:>13} {r.rss_mib:8.0f} {ms(r.p50_ms):>16} "
+              f"{ms(r.p99_ms):>7} {ms(r.max_ms):>7} {r.probes:>10} {r.restarts:>8}")
 
 
 async def main() -> None:
@@ -112,30 +180,8 @@ async def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the run without probes")
     args = parser.parse_args()
     configure_logging("text", 0)
-    env = DevEnv(name="bench")
-    work = Path(tempfile.mkdtemp(prefix="nodeagent-bench-probes-"))
-    env.up()
-    try:
-        modes: list[int | None] = [*([] if args.no_baseline else [None]),
-                                   *(int(p) for p in args.periods.split(","))]
-        results = {}
-        for period in modes:
-            tag = "none" if period is None else f"p{period}"
-            results[tag] = await measure(env, work / tag, args.pods, period, args.seconds)
-            print(tag, results[tag], flush=True)
-        base = results["none"]["cpu_pct"] if "none" in results else 0.0
-        print(f"\n{args.pods} pods, readiness httpGet + liveness exec each, {args.seconds:g} s measured per mode")
-        print(f"{'mode':>6} {'CPU %':>7} {'probes CPU %':>13} {'RSS MiB':>8} {'lateness p50 ms':>16} "
-              f"{'p99 ms':>7} {'max ms':>7} {'probes run':>10} {'restarts':>8}")
-        for tag, r in results.items():
-            extra = "-" if tag == "none" else f"{r['cpu_pct'] - base:.2f}"
-            def ms(v):
-                return "-" if v is None else f"{v:.2f}"
-            print(f"{tag:>6} {r['cpu_pct']:7.2f} {extra:>13} {r['rss']:8.0f} {ms(r['p50']):>16} "
-                  f"{ms(r['p99']):>7} {ms(r['max']):>7} {r['probes']:>10} {r['restarts']:>8}")
-    finally:
-        env.down()
-        subprocess.run(["rm", "-rf", str(work)])
+    report(await run(args.pods, args.seconds, tuple(int(p) for p in args.periods.split(",")),
+                     baseline=not args.no_baseline, progress=True))
 
 
 if __name__ == "__main__":
