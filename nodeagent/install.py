@@ -14,7 +14,9 @@ from pathlib import Path
 
 from nodeagent.netns.manager import PLUGIN_NAME, plugin_source
 
-SHIPPED = Path(__file__).resolve().parent.parent / "systemd"  # the unit files of this checkout
+# The unit files: package data in a wheel; in a checkout nodeagent/systemd is a
+# symlink to the top-level systemd/ (one copy, see pyproject.toml).
+SHIPPED = Path(__file__).resolve().parent / "systemd"
 BIN_PATH = "usr/local/bin/nodeagent"  # the unit's ExecStart
 
 
@@ -36,7 +38,7 @@ def _shipped(name: str) -> bytes:
         return (SHIPPED / name).read_bytes()
     except OSError as exc:
         raise InstallError(f"shipped file {SHIPPED / name} not readable: {exc.strerror} "
-                           "(run `nodeagent install` from a nodeagent source checkout)") from None
+                           "(this nodeagent installation is incomplete: reinstall the package)") from None
 
 
 def plan(cni_bin_dir: str = "/opt/cni/bin") -> list[Item]:
