@@ -236,6 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nodeagent.agent import run_agent  # the agent's imports are not needed by other commands
     from nodeagent.cgroups.detect import CgroupSetupError
     from nodeagent.kube.kubeconfig import KubeconfigError
+    from nodeagent.server.local import ListenError
 
     loaded = _load_config(args)
     if loaded is None:
@@ -245,7 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         asyncio.run(run_agent(config, load=lambda: _read_config(args)[0]))
-    except CgroupSetupError as exc:
+    except (CgroupSetupError, ListenError) as exc:  # ListenError: a port in use, say
         print(f"nodeagent: error: {exc}", file=sys.stderr)
         return 1
     except (ConfigError, KubeconfigError) as exc:  # found while starting (TLS, token files, kubeconfig)

@@ -441,3 +441,20 @@ async def test_runtime_restart_under_a_running_agent(devenv: DevEnv, tmp_path: P
         proc.stop()
         env.down()
     assert env.leaks() == []
+
+
+async def test_busy_port_is_a_one_line_error(devenv: DevEnv, tmp_path: Path) -> None:
+    """Another process (a kubelet) on the healthz port: a clear message, exit 1, no traceback."""
+    import socket
+    import subprocess
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = AgentProcess(devenv, tmp_path, "--healthz-port", str(port))
+        result = await asyncio.to_thread(subprocess.run, proc.command(), capture_output=True, text=True,
+                                         timeout=120)
+    devenv.reset(tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"nodeagent: error: cannot listen on 127.0.0.1:{port} (healthz)" in result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
