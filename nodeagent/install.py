@@ -8,7 +8,7 @@ rewritten when they differ.
 from __future__ import annotations
 
 import os
-import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,7 @@ def plan(cni_bin_dir: str = "/opt/cni/bin") -> list[Item]:
         Item("etc/nodeagent/config.yaml", _shipped("config.yaml"), keep_existing=True),
         Item(f"{cni_bin_dir.strip('/')}/{PLUGIN_NAME}", plugin_source().encode(), mode=0o755),
         # The unit runs /usr/local/bin/nodeagent: point it at this installation unless one is there.
-        Item(BIN_PATH, None, keep_existing=True, link=str(Path(sys.executable).with_name("nodeagent"))),
+        Item(BIN_PATH, None, keep_existing=True, link=str(Path(sysconfig.get_path("scripts")) / "nodeagent")),
     ]
 
 
