@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from nodeagent import hostinfo
+from nodeagent import hostinfo, reload
 from nodeagent.cgroups import names as cgroup_names
 from nodeagent.cgroups.detect import (
     CgroupSetupError, check_setup, detect_host, driver_from_runtime_config, driver_from_status_info,
@@ -26,7 +26,6 @@ from nodeagent.cgroups.detect import (
 from nodeagent.cgroups.fs import CgroupError, CgroupV1, CgroupV2
 from nodeagent.cgroups.manager import CgroupManager
 from nodeagent.cgroups.values import ResourcePolicy
-from nodeagent import reload
 from nodeagent.config import AgentConfig, ConfigError, field_label
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.debugsocket import DebugSocket, DebugSocketError
@@ -41,7 +40,7 @@ from nodeagent.node.capacity import (
 )
 from nodeagent.node.info import NodeAddressError, read_node_facts
 from nodeagent.node.podusage import pod_usage
-from nodeagent.node.shutdown import NodeShutdownManager, shutdown_groups, systemd_is_stopping
+from nodeagent.node.shutdown import NodeShutdownManager, ShutdownGroup, shutdown_groups, systemd_is_stopping
 from nodeagent.netns.manager import NetworkManager, NetworkSetupError, network_settings
 from nodeagent.metrics import kubelet as metrics
 from nodeagent.observability import Observability
@@ -171,10 +170,8 @@ class Agent:
             evict=manager.evict, pod_cleaned_up=manager.pod_cleaned_up,
             signals=SignalReader(imagefs_path=await self._imagefs_path()),
             reserved_memory=self.reserved_memory, monitoring_interval=config.eviction_monitoring_period)
-        self.node_shutdown = NodeShutdownManager(
-            shutdown_groups(config.shutdown_grace_period, config.shutdown_grace_period_critical_pods,
-                            config.shutdown_grace_period_by_pod_priority),
-            active_pods=manager.active_pods, kill=manager.evict)
+        self.node_shutdown = NodeShutdownManager(self._shutdown_groups(), active_pods=manager.active_pods,
+                                                 kill=manager.evict)
         eviction, node_shutdown = self.eviction, self.node_shutdown
         manager.admit = lambda pod: node_shutdown.admit(pod) or eviction.admit(pod)
         manager.allocatable = lambda: self.node_allocatable
@@ -420,15 +417,18 @@ class Agent:
             if self.eviction is not None and reload.EVICTION.intersection(applied):
                 self.eviction.config = eviction_config(self.config)
             if self.node_shutdown is not None and reload.SHUTDOWN.intersection(applied):
-                self.node_shutdown.groups = shutdown_groups(
-                    self.config.shutdown_grace_period, self.config.shutdown_grace_period_critical_pods,
-                    self.config.shutdown_grace_period_by_pod_priority)
+                self.node_shutdown.groups = self._shutdown_groups()
             log.info("configuration reloaded", applied=[field_label(n) for n in applied])
             if later:
                 log.warning("changed settings take effect at the next restart",
                             fields=[field_label(n) for n in later])
             if self.source is not None:
                 await self.source.sync()
+
+    def _shutdown_groups(self) -> list[ShutdownGroup]:
+        c = self.config
+        return shutdown_groups(c.shutdown_grace_period, c.shutdown_grace_period_critical_pods,
+                               c.shutdown_grace_period_by_pod_priority)
 
     async def _node_going_down(self) -> bool:
         if self.node_shutdown is None or not self.node_shutdown.enabled:
