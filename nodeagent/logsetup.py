@@ -39,7 +39,10 @@ def configure_logging(fmt: str = "text", verbosity: int = 0, stream: TextIO | No
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level_for_verbosity(verbosity)),
         logger_factory=structlog.PrintLoggerFactory(stream),
-        cache_logger_on_first_use=False,
+        # Module-level loggers are lazy proxies: uncached, every call (the CRI
+        # client logs each RPC at debug) assembles a new bound logger first.
+        # configure_logging runs before anything logs, so caching loses nothing.
+        cache_logger_on_first_use=True,
     )
 
 

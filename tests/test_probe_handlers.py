@@ -14,6 +14,7 @@ from nodeagent.api.types import Container, ContainerPort, HTTPGetAction, HTTPHea
 from nodeagent.probes import handlers
 from nodeagent.probes.handlers import Result, build_url, request_headers, run_http, run_tcp
 from nodeagent.probes.metrics import PROBE_DURATION, PROBE_TOTAL, ProbeMetrics
+from nodeagent.probes.worker import SLOTS_PER_PERIOD, first_tick
 
 
 @pytest.fixture
@@ -156,3 +157,29 @@ async def test_https_is_probed_without_verifying_the_certificate(tmp_path) -> No
         assert outcome.result == Result.SUCCESS and outcome.message == "https"
     finally:
         await runner.cleanup()
+
+
+def test_a_recreated_pods_duration_series_survives_the_old_pods_forget() -> None:
+    """The duration series has no pod_uid: the old instance's stop must not
+    detach the new instance's (cached) series."""
+    m = ProbeMetrics()
+    for uid in ("old", "new"):
+        m.observe(probe_type="Liveness", result="successful", container="main", pod="re",
+                  namespace="default", pod_uid=uid, seconds=0.01)
+    m.forget_pod("default", "re", "old")
+    m.observe(probe_type="Liveness", result="successful", container="main", pod="re",
+              namespace="default", pod_uid="new", seconds=0.01)
+    samples = list(m.samples())
+    assert {s.labels["pod_uid"] for s in samples if s.name == PROBE_TOTAL} == {"new"}
+    assert next(s for s in samples if s.name == f"{PROBE_DURATION}_count").value == 3.0
+    m.forget_pod("default", "re", "new")
+    assert list(m.samples()) == []
+
+
+def test_first_ticks_are_jittered_over_the_period_on_the_slot_grid() -> None:
+    period = 10.0
+    slot = period / SLOTS_PER_PERIOD
+    ticks = [first_tick(1000.0, period) for _ in range(500)]
+    assert all(1000.0 <= t <= 1000.0 + period + slot for t in ticks)
+    assert all(abs(t / slot - round(t / slot)) < 1e-6 for t in ticks)
+    assert len(set(ticks)) > SLOTS_PER_PERIOD // 2  # spread, not in lockstep

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -131,13 +132,21 @@ def operation_type(method: str) -> str:
     return name
 
 
+# CRI method -> its (operations, duration) series: every CRI call lands here
+# (each exec probe, each relist), so the label lookups are done once.
+_cri_series: dict[str, tuple[Any, Any]] = {}
+
+
 def observe_cri_call(method: str, seconds: float, error: str | None) -> None:
     """A `CRIClient` observer (nodeagent.cri.client.CallObserver)."""
-    op = operation_type(method)
-    RUNTIME_OPS.labels(op).inc()
-    RUNTIME_OP_DURATION.labels(op).observe(seconds)
+    series = _cri_series.get(method)
+    if series is None:
+        op = operation_type(method)
+        series = _cri_series[method] = (RUNTIME_OPS.labels(op), RUNTIME_OP_DURATION.labels(op))
+    series[0].inc()
+    series[1].observe(seconds)
     if error is not None:
-        RUNTIME_OP_ERRORS.labels(op).inc()
+        RUNTIME_OP_ERRORS.labels(operation_type(method)).inc()
 
 
 def observe_pod_worker(operation: str, seconds: float) -> None:

@@ -26,6 +26,7 @@ log = structlog.get_logger("nodeagent.pods")
 _STATE_NAMES = {pb.ContainerState.CONTAINER_CREATED: "created",
                 pb.ContainerState.CONTAINER_RUNNING: "running",
                 pb.ContainerState.CONTAINER_EXITED: "exited"}
+_SANDBOX_READY = pb.PodSandboxState.SANDBOX_READY  # an attribute lookup per sandbox otherwise
 RELIST_THRESHOLD = 180.0  # kubelet genericPlegRelistThreshold: unhealthy after 3 min
 
 
@@ -63,7 +64,7 @@ class Relister:
                    if self._seen.get(key) != (uid, state)}
         changed |= {uid for key, (uid, _) in self._seen.items() if key not in current}
         self._seen = current
-        self.running_pods = sum(1 for s in sandboxes if s.state == pb.PodSandboxState.SANDBOX_READY)
+        self.running_pods = sum(1 for s in sandboxes if s.state == _SANDBOX_READY)
         states: dict[str, int] = {}
         for c in containers:
             name = _STATE_NAMES.get(c.state, "unknown")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import os
 import ssl
 from collections.abc import Sequence
@@ -204,9 +205,9 @@ class ProtocolError(ValueError):
     """The peer did not answer with an HTTP response."""
 
 
-async def http_get(url: str, headers: list[tuple[str, str]]) -> HTTPResponse:
-    """One HTTP/1.1 GET on a fresh connection (no keep-alive, no proxy, no
-    compression, TLS unverified), reading at most MAX_BODY of the body."""
+@functools.lru_cache(maxsize=1024)
+def _prepare(url: str, headers: tuple[tuple[str, str], ...]) -> tuple[str, int, bool, bytes]:
+    """host, port, TLS and the request bytes: the same for every run of a probe."""
     parts = urlsplit(url)
     tls = parts.scheme == "https"
     host = parts.hostname or ""
@@ -218,7 +219,13 @@ async def http_get(url: str, headers: list[tuple[str, str]]) -> HTTPResponse:
     lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
     lines += [f"{n}: {v}" for n, v in headers if n.lower() not in ("host", "connection")]
     lines += ["Connection: close", "", ""]
-    request = "\r\n".join(lines).encode("latin-1", errors="replace")
+    return host, port, tls, "\r\n".join(lines).encode("latin-1", errors="replace")
+
+
+async def http_get(url: str, headers: list[tuple[str, str]]) -> HTTPResponse:
+    """One HTTP/1.1 GET on a fresh connection (no keep-alive, no proxy, no
+    compression, TLS unverified), reading at most MAX_BODY of the body."""
+    host, port, tls, request = _prepare(url, tuple(headers))
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
     transport, _ = await loop.create_connection(

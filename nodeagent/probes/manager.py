@@ -74,7 +74,7 @@ class PodProbes:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        metrics.forget_pod(self.namespace, self.pod_name)
+        metrics.forget_pod(self.namespace, self.pod_name, self.pod_uid)
 
     def update(self, containers: dict[str, ContainerView], pod_ip: str) -> None:
         self.containers = containers

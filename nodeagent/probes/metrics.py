@@ -1,14 +1,15 @@
 """Probe metrics as the kubelet's /metrics/probes names them (kubelet.md 9.3).
 
-Kept here as plain counters so the metrics endpoint (prometheus-client)
-can be wired in without this package depending on it: `samples()` yields
-every series. Lateness (actual start - scheduled start) is kept for the
-benchmark and the debug log, not exported.
+The series live once, in the prometheus-client families of
+nodeagent.metrics.probes (what /metrics/probes serves); this keeps which
+series belong to which pod and lets `samples()` read them back. A probe
+worker observes through its own `ProbeSeries` (labels looked up once).
+Lateness (actual start - scheduled start) is kept for the benchmark and the
+debug log, not exported.
 """
 
 from __future__ import annotations
 
-import bisect
 import collections
 import time
 from collections.abc import Iterator
@@ -17,16 +18,16 @@ from dataclasses import dataclass
 import structlog
 
 from nodeagent.metrics import probes as exported  # /metrics/probes (prometheus-client)
+from nodeagent.metrics.probes import ProbeSeries
 
 log = structlog.get_logger("nodeagent.probes")
 
 PROBE_TOTAL = "prober_probe_total"
 PROBE_DURATION = "prober_probe_duration_seconds"
-# prometheus-client's default buckets (the kubelet uses the library default too).
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
-Labels = tuple[tuple[str, str], ...]
 LATENESS_LOG_PERIOD = 30.0  # seconds between "probe lateness" summaries in the log
+# (probe_type, container, pod, namespace, pod_uid)
+SeriesKey = tuple[str, str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -37,41 +38,29 @@ class Sample:
     value: float
 
 
-@dataclass
-class _Histogram:
-    buckets: list[int]
-    total: float = 0.0
-    count: int = 0
-
-
 class ProbeMetrics:
     def __init__(self, lateness_window: int = 20000) -> None:
-        self.totals: dict[Labels, int] = {}
-        self.durations: dict[Labels, _Histogram] = {}
+        self._series: dict[SeriesKey, ProbeSeries] = {}
         self.lateness: collections.deque[float] = collections.deque(maxlen=lateness_window)
         self._window: list[float] = []
         self._window_start = time.monotonic()
+
+    def series(self, *, probe_type: str, container: str, pod: str, namespace: str,
+               pod_uid: str) -> ProbeSeries:
+        """A probe worker's series (the same object for the same labels)."""
+        key = (probe_type, container, pod, namespace, pod_uid)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = ProbeSeries(probe_type, container=container, pod=pod,
+                                                    namespace=namespace, pod_uid=pod_uid)
+        return found
 
     def observe(self, *, probe_type: str, result: str, container: str, pod: str, namespace: str,
                 pod_uid: str, seconds: float) -> None:
         """One probe run. Duration is observed for successful and unknown runs
         only, as the kubelet does."""
-        key: Labels = (("probe_type", probe_type), ("result", result), ("container", container),
-                       ("pod", pod), ("namespace", namespace), ("pod_uid", pod_uid))
-        self.totals[key] = self.totals.get(key, 0) + 1
-        exported.observe_probe(probe_type, result, seconds=seconds, container=container, pod=pod,
-                               namespace=namespace, pod_uid=pod_uid)
-        if result != "failed":
-            dkey: Labels = (("probe_type", probe_type), ("container", container), ("pod", pod),
-                            ("namespace", namespace))
-            hist = self.durations.get(dkey)
-            if hist is None:
-                hist = self.durations[dkey] = _Histogram([0] * len(DURATION_BUCKETS))
-            index = bisect.bisect_left(DURATION_BUCKETS, seconds)
-            if index < len(DURATION_BUCKETS):
-                hist.buckets[index] += 1
-            hist.total += seconds
-            hist.count += 1
+        self.series(probe_type=probe_type, container=container, pod=pod, namespace=namespace,
+                    pod_uid=pod_uid).observe(result, seconds)
 
     def observe_lateness(self, seconds: float) -> None:
         """How late a probe started against its schedule; summarised in the log
@@ -88,30 +77,26 @@ class ProbeMetrics:
             self._window = []
             self._window_start = now
 
-    def forget_pod(self, namespace: str, pod: str) -> None:
-        """The kubelet deletes a pod's series when its probe workers stop."""
-        def keep(labels: Labels) -> bool:
-            d = dict(labels)
-            return not (d["pod"] == pod and d["namespace"] == namespace)
-        for labels in [k for k in self.totals if not keep(k)]:
-            d = dict(labels)
-            exported.forget_probe(d["probe_type"], container=d["container"], pod=pod,
-                                  namespace=namespace, pod_uid=d["pod_uid"])
-        self.totals = {k: v for k, v in self.totals.items() if keep(k)}
-        self.durations = {k: v for k, v in self.durations.items() if keep(k)}
+    def forget_pod(self, namespace: str, pod: str, pod_uid: str | None = None) -> None:
+        """The kubelet deletes a pod's series when its probe workers stop
+        (only that instance's when pod_uid is given)."""
+        for key in [k for k in self._series
+                    if k[2] == pod and k[3] == namespace and pod_uid in (None, k[4])]:
+            self._series.pop(key).forget()
 
     def samples(self) -> Iterator[Sample]:
-        for labels, value in self.totals.items():
-            yield Sample(PROBE_TOTAL, dict(labels), float(value))
-        for labels, hist in self.durations.items():
-            base = dict(labels)
-            cumulative = 0
-            for bound, n in zip(DURATION_BUCKETS, hist.buckets, strict=True):
-                cumulative += n
-                yield Sample(f"{PROBE_DURATION}_bucket", {**base, "le": f"{bound:g}"}, float(cumulative))
-            yield Sample(f"{PROBE_DURATION}_bucket", {**base, "le": "+Inf"}, float(hist.count))
-            yield Sample(f"{PROBE_DURATION}_sum", base, hist.total)
-            yield Sample(f"{PROBE_DURATION}_count", base, float(hist.count))
+        """This instance's series, read back from the exported families."""
+        owned = set(self._series)
+        durations = {k[:4] for k in owned}
+        for family, keys, uid in ((exported.PROBE_TOTAL, owned, True),
+                                  (exported.PROBE_DURATION, durations, False)):
+            for metric in family.collect():
+                for s in metric.samples:
+                    labels = s.labels
+                    key = (labels["probe_type"], labels["container"], labels["pod"],
+                           labels["namespace"], *((labels["pod_uid"],) if uid else ()))
+                    if key in keys and not s.name.endswith("_created"):
+                        yield Sample(s.name, dict(labels), float(s.value))
 
     def lateness_quantiles(self, *qs: float) -> list[float]:
         data = sorted(self.lateness)

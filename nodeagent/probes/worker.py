@@ -10,6 +10,7 @@ failures / successThreshold successes in a row.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from typing import TYPE_CHECKING
@@ -32,6 +33,36 @@ LIVENESS, READINESS, STARTUP = "Liveness", "Readiness", "Startup"
 INITIAL = {LIVENESS: Result.SUCCESS, READINESS: Result.FAILURE, STARTUP: Result.UNKNOWN}
 
 
+# A period has this many start slots: the jittered first tick is rounded to one,
+# so the workers of one slot wake the agent once and run together (their gRPC
+# and HTTP completions then share wake-ups too: ~2 probes a slot cost 10 %
+# less CPU each than lone ones, ~8 a slot 30 % less; docs/bench.md), while
+# the pods still spread over 20 phases and never probe in lockstep.
+SLOTS_PER_PERIOD = 20
+
+
+def first_tick(now: float, period: float) -> float:
+    """The kubelet's random initial delay (up to one period), on the slot grid."""
+    slot = period / SLOTS_PER_PERIOD
+    return math.ceil((now + random.random() * period) / slot) * slot
+
+
+async def sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    """asyncio.sleep to an absolute loop time: workers of one slot get timers
+    with the same deadline, which the loop runs in one pass."""
+    woken = loop.create_future()
+    timer = loop.call_at(when, _wake, woken)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class ProbeWorker:
     def __init__(self, owner: PodProbes, kind: str, container: Container, probe: Probe) -> None:
         self.owner = owner
@@ -44,15 +75,16 @@ class ProbeWorker:
         self.result_run = 0
         self._log = log.bind(pod=owner.pod_full_name, pod_uid=owner.pod_uid,
                              container=container.name, probe=kind)
+        self.series = metrics.series(probe_type=kind, container=container.name, pod=owner.pod_name,
+                                     namespace=owner.namespace, pod_uid=owner.pod_uid)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         period = float(self.probe.period_seconds or 10)
-        due = loop.time() + random.random() * period
+        due = first_tick(loop.time(), period)
         while True:
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if due > loop.time():
+                await sleep_until(loop, due)
             try:
                 keep = await self.tick(lateness=loop.time() - due)
             except asyncio.CancelledError:
@@ -144,9 +176,7 @@ class ProbeWorker:
     def report(self, outcome: Outcome, seconds: float) -> None:
         """Metrics, the debug log and the kubelet's events for one probe run."""
         owner = self.owner
-        metrics.observe(probe_type=self.kind, result=outcome.result.value,
-                        container=self.container.name, pod=owner.pod_name,
-                        namespace=owner.namespace, pod_uid=owner.pod_uid, seconds=seconds)
+        self.series.observe(outcome.result.value, seconds)
         self._log.debug("probe", result=outcome.result.value, ms=round(seconds * 1000, 1))
         if outcome.result == Result.FAILURE:
             self._event("Unhealthy", f"{self.kind} probe failed: {outcome.message}")
