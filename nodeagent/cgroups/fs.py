@@ -47,6 +47,14 @@ class CgroupBackend(ABC):
     @abstractmethod
     def exists(self, path: str) -> bool: ...
 
+    def create(self, path: str, config: ResourceConfig) -> bool:
+        """`ensure` for a cgroup that must not exist yet (a pod's): the check
+        and the creation in one call, so one executor hop. True if created."""
+        if self.exists(path):
+            return False
+        self.ensure(path, config)
+        return True
+
     def procs(self, path: str) -> list[int]:
         """Processes in the cgroup or any cgroup below it."""
         return sorted({pid for d in self.dirs(path) for pid in _procs_below(d)})

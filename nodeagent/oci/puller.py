@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -58,10 +58,12 @@ class ImagePuller:
 
     async def ensure(self, pod_uid: str, image: str, policy: str,
                      sandbox_config: pb.PodSandboxConfig | None = None,
-                     event: EventFunc = _no_event) -> EnsuredImage:
+                     event: EventFunc = _no_event,
+                     inspected: Awaitable[pb.Image | None] | None = None) -> EnsuredImage:
         """`event(type, reason, message)` gets the kubelet image manager's
-        events: Pulling, Pulled, Failed, BackOff, ErrImageNeverPull."""
-        present = await self.cri.image_status(image)
+        events: Pulling, Pulled, Failed, BackOff, ErrImageNeverPull.
+        `inspected`: an ImageStatus of `image` the caller started earlier."""
+        present = await (inspected if inspected is not None else self.cri.image_status(image))
         if policy == "Never":
             if present is None:
                 message = f'Container image "{image}" is not present with pull policy of Never'

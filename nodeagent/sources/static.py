@@ -313,8 +313,9 @@ class StaticPodSource:
                 if any(b is None or b.gone for b in pending):
                     return  # the caller re-opens the watch and rescans everything
                 full = single_file or any(b.overflow for b in pending if b is not None)
-                names = set().union(*(b.names for b in pending if b is not None))
-                await self.sync(None if full else names)
+                names = {n for b in pending if b is not None for n in b.names if _is_manifest_name(n)}
+                if full or names:  # an editor's temporary dotfile alone changes nothing
+                    await self.sync(None if full else names)
         finally:
             if pump is not None:
                 pump.cancel()
@@ -333,7 +334,9 @@ class StaticPodSource:
     async def sync(self, names: set[str] | None = None) -> None:
         """Re-read `names` (None: the whole directory) and report if anything changed."""
         loop = asyncio.get_running_loop()
-        kind, reads = await loop.run_in_executor(None, _scan, self._path, names)
+        kind, reads, loaded = await loop.run_in_executor(
+            None, self._scan_and_load, names, dict(self._files), self._seen_times(),
+            rfc3339_nano(time.time_ns()))
         single_file = kind == "file"
         if names is None or single_file != self._single_file:
             stale = set(self._files) - set(reads)
@@ -342,14 +345,24 @@ class StaticPodSource:
         self._single_file = single_file
         for name in stale:
             self._files.pop(name, None)
+        self._files.update(loaded)
+        self._publish()
+
+    def _scan_and_load(self, names: set[str] | None, files: dict[str, _Loaded],
+                       seen_times: dict[str, str], now: str
+                       ) -> tuple[str, dict[str, _Read], dict[str, _Loaded]]:
+        """Read `names` and parse the files whose bytes changed since `files`:
+        one executor job for a whole batch (blocking, CPU-bound)."""
+        kind, reads = _scan(self._path, names)
+        single_file = kind == "file"
+        loaded = {}
         for name, read in reads.items():
-            current = self._files.get(name)
+            current = files.get(name)
             if current is not None and current.read == read:
                 continue  # same bytes: same pods, same config.seen
-            self._files[name] = await loop.run_in_executor(
-                None, self._load, self._file_path(name), read, self._seen_times(),
-                rfc3339_nano(time.time_ns()))
-        self._publish()
+            path = str(self._path) if single_file else str(self._path / name)
+            loaded[name] = self._load(path, read, seen_times, now)
+        return kind, reads, loaded
 
     def _file_path(self, name: str) -> str:
         return str(self._path) if self._single_file else str(self._path / name)
