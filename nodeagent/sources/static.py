@@ -98,6 +98,9 @@ class _Loaded:
     pods: list[tuple[int, Pod]]
     errors: list[ManifestError]
     warnings: list[str]
+    # What consumers get: their own copies of `pods`, made once per content (in
+    # the executor) instead of a copy of every pod on every change of any file.
+    copies: list[Pod] = field(default_factory=list)
 
 
 def rfc3339_nano(ns: int) -> str:
@@ -394,11 +397,12 @@ class StaticPodSource:
                     f"than {MAX_NAME_LENGTH} characters once the node name is appended"))
                 continue
             pods.append((document, pod))
-        return _Loaded(read, pods, errors, list(result.warnings))
+        return _Loaded(read, pods, errors, list(result.warnings), copy.deepcopy([p for _, p in pods]))
 
     def _publish(self) -> None:
         """Build the snapshot; report (and log what is new) only when it changed."""
         pods: list[Pod] = []
+        handed: list[Pod] = []  # the consumers' copies of `pods`
         errors: list[ManifestError] = []
         warnings: list[str] = []
         owners: dict[str, tuple[str, int]] = {}
@@ -407,7 +411,7 @@ class StaticPodSource:
             file_path = self._file_path(name)
             errors.extend(loaded.errors)
             warnings.extend(loaded.warnings)
-            for document, pod in loaded.pods:
+            for (document, pod), given in zip(loaded.pods, loaded.copies):
                 key = pod.full_name
                 if key in owners:
                     first_file, first_doc = owners[key]
@@ -418,18 +422,21 @@ class StaticPodSource:
                     continue
                 owners[key] = (file_path, document)
                 pods.append(pod)
+                handed.append(given)
         previous = self._snapshot
         current = StaticSnapshot(pods=pods, errors=errors, warnings=warnings)
         if self._synced and current == previous:
             return
-        # Copies, so nobody downstream can change what the next comparison sees.
+        # Consumers get copies, so nobody downstream can change what the next
+        # comparison sees.
         self._synced = True
-        self._snapshot = copy.deepcopy(current)
+        self._snapshot = current
         self._log_news(previous, current)
         self._log.info("static pods changed", pods=len(pods), errors=len(errors),
                        warnings=len(warnings))
         try:
-            self._on_change(copy.deepcopy(current))
+            self._on_change(StaticSnapshot(pods=handed, errors=copy.deepcopy(errors),
+                                           warnings=list(warnings)))
         except Exception as exc:  # noqa: BLE001 - a consumer bug must not stop the source
             self._log.exception("static pod change handler failed", error=str(exc))
 
