@@ -201,6 +201,8 @@ class CgroupV1(CgroupBackend):
             except FileNotFoundError:
                 self._ensure_levels(controller, parts)
                 continue
+            except OSError as exc:
+                raise CgroupError(exc.errno, f"mkdir {leaf}: {exc.strerror}") from None
             if controller == "cpuset":
                 _inherit_cpuset(leaf.parent, leaf)
         if config is not None:
