@@ -25,6 +25,7 @@ from nodeagent.cgroups.fs import CgroupV1, CgroupV2
 from nodeagent.cgroups.manager import CgroupManager
 from nodeagent.cgroups.values import ResourcePolicy
 from nodeagent.cri.client import CRIClient
+from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.devenv.env import DevEnv
 from nodeagent.events import recorder
 from nodeagent.oci.puller import ImagePuller
@@ -191,6 +192,9 @@ async def test_missing_config_map_waits_then_starts(node: Node) -> None:
     message = 'MountVolume.SetUp failed for volume "cfg" : configmap "late-config" not found'
     await node.waiting(pod, "ContainerCreating", message)
     assert message in events(pod, "FailedMount")
+    # kubelet order: no sandbox until the volumes are there.
+    selector = {"io.kubernetes.pod.uid": pod.metadata.uid}
+    assert await node.cri.list_pod_sandbox(pb.PodSandboxFilter(label_selector=selector)) == []
     node.objects.put_config_map(NS, "late-config", {"k": "v"})  # wakes the worker
     cid = await node.running_container(pod, timeout=8)  # well before the 10 s retry
     assert await node.exec(cid, "cat", "/cfg/k") == "v"

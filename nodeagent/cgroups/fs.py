@@ -47,6 +47,14 @@ class CgroupBackend(ABC):
     @abstractmethod
     def exists(self, path: str) -> bool: ...
 
+    def create(self, path: str, config: ResourceConfig) -> bool:
+        """`ensure` for a cgroup that must not exist yet (a pod's): the check
+        and the creation in one call, so one executor hop. True if created."""
+        if self.exists(path):
+            return False
+        self.ensure(path, config)
+        return True
+
     def procs(self, path: str) -> list[int]:
         """Processes in the cgroup or any cgroup below it."""
         return sorted({pid for d in self.dirs(path) for pid in _procs_below(d)})
@@ -141,6 +149,7 @@ class CgroupV1(CgroupBackend):
         super().__init__(mount)
         self._root = Node(str(self.mount))
         self._hierarchies: list[Path] | None = None
+        self._mounted: list[str] | None = None
 
     def hierarchies(self) -> list[Path]:
         """Each mounted hierarchy once (co-mounted `cpu,cpuacct` behind symlinks);
@@ -178,19 +187,42 @@ class CgroupV1(CgroupBackend):
         return (self.mount / "memory").joinpath(*_parts(path)).is_dir()
 
     def ensure(self, path: str, config: ResourceConfig | None = None) -> None:
-        for controller in V1_CREATE:
-            if not (self.mount / controller).is_dir():
+        parts = _parts(path)
+        for controller in self._controllers():
+            if not parts:
+                break
+            leaf = (self.mount / controller).joinpath(*parts)
+            # The parents exist but for the first pod of a tier: one mkdir, not
+            # a stat per level (stats on cgroupfs are slow when it is busy).
+            try:
+                os.mkdir(leaf)
+            except FileExistsError:
                 continue
-            node = self._node(controller, "")
-            for part in _parts(path):
-                child = Node(part, parent=node)
-                if not os.path.isdir(child.full_path):
-                    node.create_cgroup(part)
-                    if controller == "cpuset":
-                        _inherit_cpuset(Path(node.full_path.decode()), Path(child.full_path.decode()))
-                node = child
+            except FileNotFoundError:
+                self._ensure_levels(controller, parts)
+                continue
+            except OSError as exc:
+                raise CgroupError(exc.errno, f"mkdir {leaf}: {exc.strerror}") from None
+            if controller == "cpuset":
+                _inherit_cpuset(leaf.parent, leaf)
         if config is not None:
             self._apply(path, config)
+
+    def _controllers(self) -> list[str]:
+        """The V1_CREATE controllers mounted here (read once, like hierarchies)."""
+        if self._mounted is None:
+            self._mounted = [c for c in V1_CREATE if (self.mount / c).is_dir()]
+        return self._mounted
+
+    def _ensure_levels(self, controller: str, parts: list[str]) -> None:
+        node = self._node(controller, "")
+        for part in parts:
+            child = Node(part, parent=node)
+            if not os.path.isdir(child.full_path):
+                node.create_cgroup(part)
+                if controller == "cpuset":
+                    _inherit_cpuset(Path(node.full_path.decode()), Path(child.full_path.decode()))
+            node = child
 
     def _apply(self, path: str, config: ResourceConfig) -> None:
         try:

@@ -32,7 +32,7 @@ from nodeagent.node.capacity import NodeResources
 log = structlog.get_logger("nodeagent.cgroups")
 
 # kubelet_cgroup_manager_duration_seconds{operation_type}: the kubelet's create/update/destroy.
-_OPERATION_TYPES = {"ensure": "create", "remove": "destroy", "procs": "pids", "children": "list",
+_OPERATION_TYPES = {"ensure": "create", "create": "create", "remove": "destroy", "procs": "pids", "children": "list",
                     "exists": "exists", "memory_working_set": "stats", "pids_current": "stats"}
 
 QOS_UPDATE_PERIOD = 60.0  # kubelet periodicQOSCgroupUpdateInterval
@@ -116,9 +116,8 @@ class CgroupManager:
         """Create the pod's cgroup with its limits if missing; returns the
         cgroup_parent. Raises CgroupError with a message for the pod status."""
         path = self.pod_parent(pod)
-        if not await self._run(self.backend.exists, path):
-            config = pod_resource_config(pod, self.policy)
-            await self._run(self.backend.ensure, path, config)
+        config = pod_resource_config(pod, self.policy)
+        if await self._run(self.backend.create, path, config):
             log.debug("pod cgroup created", pod=pod.full_name, pod_uid=pod.metadata.uid, cgroup=path,
                       cpu_shares=config.cpu_shares, cpu_quota=config.cpu_quota,
                       memory_limit=config.memory_limit, pids_limit=config.pids_limit)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -59,11 +59,14 @@ class ImagePuller:
 
     async def ensure(self, pod_uid: str, image: str, policy: str,
                      sandbox_config: pb.PodSandboxConfig | None = None,
-                     event: EventFunc = _no_event, credentials: Sequence[Credential] = ()) -> EnsuredImage:
+                     event: EventFunc = _no_event,
+                     inspected: Awaitable[pb.Image | None] | None = None,
+                     credentials: Sequence[Credential] = ()) -> EnsuredImage:
         """`event(type, reason, message)` gets the kubelet image manager's
         events: Pulling, Pulled, Failed, BackOff, ErrImageNeverPull.
+        `inspected`: an ImageStatus of `image` the caller started earlier.
         `credentials`: the pod's pull secrets that match the image, tried in turn."""
-        present = await self.cri.image_status(image)
+        present = await (inspected if inspected is not None else self.cri.image_status(image))
         if policy == "Never":
             if present is None:
                 message = f'Container image "{image}" is not present with pull policy of Never'

@@ -52,6 +52,10 @@ from nodeagent.pods.status import (
 log = structlog.get_logger("nodeagent.pods")
 
 SYNC_ERROR_BACKOFF = 10.0  # kubelet backOffPeriod for failed syncs
+# CRI numbers sandbox states (ready 0, not ready 1) and container states
+# (created 0, running 1, exited 2) in the order they happen, and they only move
+# forward; unknown (3) has no place in that order.
+_LAST_STAGE = EXITED
 LOG_SETTLE_NS = 2_000_000_000
 
 
@@ -100,6 +104,8 @@ class PodWorker:
         self._messages_pending = False
         self._last_state: StateKey = frozenset()
         self._relisted: StateKey | None = None  # the relister's latest view of this pod
+        self._created: set[str] = set()  # sandbox and container ids the last sync created
+        self._inspections: dict[str, asyncio.Future[Any]] = {}  # image -> ImageStatus under way
         # A new pod the relister has no object of needs no first observation.
         self._known_empty = known_state == frozenset()
         self._must_sync = True  # a wake that is not the relister's (spec, terminate)
@@ -141,6 +147,24 @@ class PodWorker:
         if state != self._last_state:
             self._relisted = state
             self._wake.set()
+
+    def _relist_seen(self) -> bool:
+        """The relister's latest view holds nothing the worker has not seen:
+        the same state, or an older one. A relist made during a sync can show
+        the pod part way (no container yet, one not yet started); objects only
+        move forward (created, running, exited; ready, not ready), and what the
+        relist lacks must be what the last sync itself created."""
+        relisted, known = self._relisted, self._last_state
+        if relisted is None:
+            return False
+        if relisted == known:
+            return True
+        mine = dict(known)
+        for key, state in relisted:
+            if key not in mine or not state <= mine[key] <= _LAST_STAGE:
+                return False
+        listed = {key for key, _ in relisted}
+        return all(key in listed or key in self._created for key in mine)
 
     async def _observe(self) -> ObservedPod:
         observed = await self._observer.observe()
@@ -188,7 +212,7 @@ class PodWorker:
                 if remaining > 0 and not await wait_event(self._wake, remaining):
                     self._must_sync = True
                 self._wake.clear()
-                if not self._must_sync and self._relisted == self._last_state:
+                if not self._must_sync and self._relist_seen():
                     continue  # only the relister woke us, for a state already seen
                 self._must_sync = False
                 if self._terminating:
@@ -198,7 +222,11 @@ class PodWorker:
                     deadline = loop.time() + 1.0
                     continue
                 started, operation = time.monotonic(), self._operation
-                wait = await self._run_guarded(self._sync)
+                self._created = set()
+                try:
+                    wait = await self._run_guarded(self._sync)
+                finally:
+                    self._drop_inspections()
                 self._operation = "sync"
                 metrics.observe_pod_worker(operation, time.monotonic() - started)
                 if self._messages_pending:
@@ -251,14 +279,16 @@ class PodWorker:
             if observed.running_containers:
                 await self._stop_containers(observed.running_containers, self._grace())
                 plan.changed = True
-            created = await self._create_sandbox(observed, plan)
+            self._inspect_images()
+            created, mounts = await self._create_sandbox(observed, plan)
             if created is None:
                 await self._publish(observed)
                 return plan.wake_in or SYNC_ERROR_BACKOFF
             observed, sandbox = created, created.sandbox
+        else:
+            mounts = await self._prepare_volumes(plan)
 
         assert sandbox is not None
-        mounts = await self._prepare_volumes(plan)
         if mounts is not None:
             if await self._sync_init_containers(observed, sandbox, mounts, plan):
                 await self._sync_app_containers(observed, sandbox, mounts, plan)
@@ -382,22 +412,29 @@ class PodWorker:
         return crispec.sandbox_config(self.pod, self.deps.node, attempt=attempt,
                                       cgroup_parent=self.deps.cgroups.pod_parent(self.pod))
 
-    async def _create_sandbox(self, observed: ObservedPod, plan: _Plan) -> ObservedPod | None:
-        """RunPodSandbox; returns the pod as observed with its new sandbox."""
+    async def _create_sandbox(self, observed: ObservedPod, plan: _Plan
+                              ) -> tuple[ObservedPod | None, dict[str, str] | None]:
+        """The pod cgroup with its limits, the volumes and the log directory
+        (kubelet: all before the sandbox; made together here), then
+        RunPodSandbox. Returns the pod as observed with its new sandbox, and
+        the volumes' mounts; (None, None) when the sandbox was not created."""
         attempt = observed.sandbox.attempt + 1 if observed.sandbox else 0
         config = self._sandbox_config(attempt)
-        try:
-            await self.deps.cgroups.ensure_pod(self.pod)
-        except CgroupError as exc:
+        cgroup_error, mounts, _ = await asyncio.gather(
+            self._ensure_cgroup(), self._prepare_volumes(plan),
+            self._blocking(Path(config.log_directory).mkdir, parents=True, exist_ok=True))
+        if cgroup_error is not None:
             # kubelet: "failed to ensure that the pod: <uid> cgroups exist and are correctly applied"
-            self._log.warning("pod cgroup setup failed", error=str(exc))
+            self._log.warning("pod cgroup setup failed", error=cgroup_error)
             self.view.reason, self.view.message = "", ""
             for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
                 self.view.waiting[c.name] = Waiting("ContainerCreating", f"failed to ensure that the pod: "
-                                                    f"{self.uid} cgroups exist and are correctly applied: {exc}")
+                                                    f"{self.uid} cgroups exist and are correctly applied: "
+                                                    f"{cgroup_error}")
             plan.soon(SYNC_ERROR_BACKOFF)
-            return None
-        await self._blocking(Path(config.log_directory).mkdir, parents=True, exist_ok=True)
+            return None, None
+        if mounts is None:  # the volumes said why (FailedMount); no sandbox without them
+            return None, None
         try:
             sandbox_id = await self.deps.cri.run_pod_sandbox(config)
         except RuntimeUnavailable:
@@ -411,10 +448,39 @@ class PodWorker:
             for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
                 self.view.waiting[c.name] = Waiting("ContainerCreating", why)
             plan.soon(SYNC_ERROR_BACKOFF)
-            return None
+            return None, None
         self._log.info("pod sandbox started", sandbox=sandbox_id, attempt=attempt)
+        self._created.add(sandbox_id)
         # The new sandbox is all that changed: one status call, not a relist.
-        return await self._observer.with_new_sandbox(observed, sandbox_id)
+        return await self._observer.with_new_sandbox(observed, sandbox_id), mounts
+
+    async def _ensure_cgroup(self) -> str | None:
+        """The pod cgroup with its limits; the error's text if that failed."""
+        try:
+            await self.deps.cgroups.ensure_pod(self.pod)
+        except CgroupError as exc:
+            return str(exc)
+        return None
+
+    def _inspect_images(self) -> None:
+        """ImageStatus for the containers a new sandbox starts first (the first
+        init container, else the app containers), while the sandbox is made:
+        the container config needs the image only at CreateContainer. Pulls,
+        and their events, still happen in _start, in the kubelet's order."""
+        spec = self.pod.spec
+        for c in spec.init_containers[:1] or spec.containers:
+            if c.image not in self._inspections:
+                self._inspections[c.image] = asyncio.ensure_future(self.deps.cri.image_status(c.image))
+
+    def _drop_inspections(self) -> None:
+        """Inspections this sync did not use are stale for the next one."""
+        for task in self._inspections.values():
+            if task.done():
+                if not task.cancelled():
+                    task.exception()  # retrieved: a failed look-up is asked again
+            else:
+                task.cancel()
+        self._inspections.clear()
 
     async def _stop_sandboxes(self, observed: ObservedPod) -> None:
         await self._stop_containers(observed.running_containers, self._grace())
@@ -581,6 +647,7 @@ class PodWorker:
             image = await self.deps.images.ensure(
                 self.uid, c.image, c.image_pull_policy, sandbox_config,
                 event=lambda type_, reason, message: self._event(c.name, type_, reason, message),
+                inspected=self._inspections.pop(c.image, None),
                 credentials=await self._pull_credentials(c))
         except ImageError as exc:
             self.view.waiting[c.name] = Waiting(exc.reason, exc.message)
@@ -593,8 +660,8 @@ class PodWorker:
         try:
             crispec.verify_run_as_non_root(self.pod, c, image.uid, image.username)
             env_objects = await fetch_env_objects(self.pod, c, self.deps.config_objects)
-            termination_log = await self._blocking(
-                volumes.termination_log_path, self.deps.node.root_dir, self.uid, c.name, attempt)
+            termination_log, hosts_mount = await self._blocking(
+                self._container_files, c, attempt, sandbox.ips)
             config = crispec.container_config(
                 self.pod, c, self.deps.node, attempt=attempt, image_ref=image.ref,
                 sandbox_ip=sandbox.ips[0] if sandbox.ips else "", mounts=mounts,
@@ -602,8 +669,6 @@ class PodWorker:
                 env_objects=env_objects)
             for reason, message in env_objects.events if env_objects is not None else ():
                 self._event("", WARNING, reason, message)
-            hosts_mount = await self._blocking(
-                etchosts.container_hosts_mount, self.pod, c, self.deps.node, sandbox.ips)
             if hosts_mount is not None:
                 config.mounts.append(hosts_mount)
         except (crispec.ConfigError, volumes.VolumeError, OSError) as exc:
@@ -641,9 +706,18 @@ class PodWorker:
         self._log.info("container started", container=c.name, container_id=container_id,
                        attempt=attempt)
         plan.created.append((container_id, sandbox.id))
+        self._created.add(container_id)
         if c.lifecycle is not None and c.lifecycle.post_start is not None:
             return await self._post_start_hook(c, container_id, sandbox, plan)
         return True
+
+    def _container_files(self, c: Container, attempt: int, sandbox_ips: tuple[str, ...]
+                         ) -> tuple[Path, Any]:
+        """The termination-log file and the /etc/hosts mount (blocking: one
+        executor job for both)."""
+        node = self.deps.node
+        return (volumes.termination_log_path(node.root_dir, self.uid, c.name, attempt),
+                etchosts.container_hosts_mount(self.pod, c, node, sandbox_ips))
 
     async def _post_start_hook(self, c: Container, container_id: str, sandbox: SandboxInfo,
                                plan: _Plan) -> bool:

@@ -175,7 +175,6 @@ class ProbeWorker:
 
     def report(self, outcome: Outcome, seconds: float) -> None:
         """Metrics, the debug log and the kubelet's events for one probe run."""
-        owner = self.owner
         self.series.observe(outcome.result.value, seconds)
         self._log.debug("probe", result=outcome.result.value, ms=round(seconds * 1000, 1))
         if outcome.result == Result.FAILURE:

@@ -10,7 +10,10 @@ directory is watched (not recursive), the way the kubelet watches
             ...  # batch.names: the entries that changed
 
 Events that arrive within `settle` seconds of each other form one batch, so an
-editor's write-to-temp + rename is a single update rather than two.
+editor's write-to-temp + rename is a single update rather than two. Once every
+file in the batch is complete (its last event closed a write, or moved or
+deleted it), only `QUIET` seconds without events are waited for: a writer that
+renames a finished file into place gives no reason to wait longer.
 `changes()` ends when the watched directory itself is deleted, moved or
 unmounted (the caller re-opens a watcher on the path, or waits for it to
 reappear).
@@ -58,8 +61,12 @@ GONE_MASK = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
 EVENT_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
 READ_SIZE = 64 * 1024  # whole events only; the kernel never splits one across reads
 DEFAULT_SETTLE = 0.01  # an editor's write + rename lands within this; larger only delays pods
+QUIET = 0.002  # the settle time once no file in the batch is being written
 # A file rewritten non-stop must still produce batches, so settling stops here.
 MAX_SETTLE = 1.0
+# The events after which a file may still be written to, and those that end that.
+WRITE_OPEN = IN_CREATE | IN_MODIFY
+WRITE_DONE = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
 
 
 class WatchError(OSError):
@@ -112,6 +119,7 @@ def parse_events(buf: bytes) -> list[InotifyEvent]:
 @dataclass
 class _Pending:
     names: set[str] = field(default_factory=set)
+    writing: set[str] = field(default_factory=set)  # names whose write may not be finished
     overflow: bool = False
     gone: bool = False
 
@@ -121,6 +129,7 @@ class _Pending:
     def take(self) -> ChangeBatch:
         batch = ChangeBatch(frozenset(self.names), self.overflow, self.gone)
         self.names.clear()
+        self.writing.clear()
         self.overflow = False
         return batch
 
@@ -216,6 +225,10 @@ class DirectoryWatcher:
             self._pending.gone = True
         if event.name:
             self._pending.names.add(event.name)
+            if event.mask & WRITE_DONE:
+                self._pending.writing.discard(event.name)
+            elif event.mask & WRITE_OPEN and not event.mask & IN_ISDIR:
+                self._pending.writing.add(event.name)
 
     async def changes(self) -> AsyncIterator[ChangeBatch]:
         """Yield batches until the directory goes away or `close()` is called."""
@@ -232,7 +245,8 @@ class DirectoryWatcher:
             # Let the burst finish: wait until `settle` passes without events.
             deadline = loop.time() + MAX_SETTLE
             while not self._pending.gone and not self._closed:
-                remaining = min(self._settle, deadline - loop.time())
+                settle = self._settle if self._pending.writing else min(self._settle, QUIET)
+                remaining = min(settle, deadline - loop.time())
                 if remaining <= 0:
                     break
                 if not await wait_event(self._wakeup, remaining):

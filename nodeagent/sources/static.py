@@ -98,6 +98,9 @@ class _Loaded:
     pods: list[tuple[int, Pod]]
     errors: list[ManifestError]
     warnings: list[str]
+    # What consumers get: their own copies of `pods`, made once per content (in
+    # the executor) instead of a copy of every pod on every change of any file.
+    copies: list[Pod] = field(default_factory=list)
 
 
 def rfc3339_nano(ns: int) -> str:
@@ -314,8 +317,9 @@ class StaticPodSource:
                 if any(b is None or b.gone for b in pending):
                     return  # the caller re-opens the watch and rescans everything
                 full = single_file or any(b.overflow for b in pending if b is not None)
-                names = set().union(*(b.names for b in pending if b is not None))
-                await self.sync(None if full else names)
+                names = {n for b in pending if b is not None for n in b.names if _is_manifest_name(n)}
+                if full or names:  # an editor's temporary dotfile alone changes nothing
+                    await self.sync(None if full else names)
         finally:
             if pump is not None:
                 pump.cancel()
@@ -338,7 +342,9 @@ class StaticPodSource:
 
     async def _sync(self, names: set[str] | None) -> None:
         loop = asyncio.get_running_loop()
-        kind, reads = await loop.run_in_executor(None, _scan, self._path, names)
+        kind, reads, loaded = await loop.run_in_executor(
+            None, self._scan_and_load, names, dict(self._files), self._seen_times(),
+            rfc3339_nano(time.time_ns()))
         single_file = kind == "file"
         if names is None or single_file != self._single_file:
             stale = set(self._files) - set(reads)
@@ -347,14 +353,24 @@ class StaticPodSource:
         self._single_file = single_file
         for name in stale:
             self._files.pop(name, None)
+        self._files.update(loaded)
+        self._publish()
+
+    def _scan_and_load(self, names: set[str] | None, files: dict[str, _Loaded],
+                       seen_times: dict[str, str], now: str
+                       ) -> tuple[str, dict[str, _Read], dict[str, _Loaded]]:
+        """Read `names` and parse the files whose bytes changed since `files`:
+        one executor job for a whole batch (blocking, CPU-bound)."""
+        kind, reads = _scan(self._path, names)
+        single_file = kind == "file"
+        loaded = {}
         for name, read in reads.items():
-            current = self._files.get(name)
+            current = files.get(name)
             if current is not None and current.read == read:
                 continue  # same bytes: same pods, same config.seen
-            self._files[name] = await loop.run_in_executor(
-                None, self._load, self._file_path(name), read, self._seen_times(),
-                rfc3339_nano(time.time_ns()))
-        self._publish()
+            path = str(self._path) if single_file else str(self._path / name)
+            loaded[name] = self._load(path, read, seen_times, now)
+        return kind, reads, loaded
 
     def _file_path(self, name: str) -> str:
         return str(self._path) if self._single_file else str(self._path / name)
@@ -386,11 +402,12 @@ class StaticPodSource:
                     f"than {MAX_NAME_LENGTH} characters once the node name is appended"))
                 continue
             pods.append((document, pod))
-        return _Loaded(read, pods, errors, list(result.warnings))
+        return _Loaded(read, pods, errors, list(result.warnings), copy.deepcopy([p for _, p in pods]))
 
     def _publish(self) -> None:
         """Build the snapshot; report (and log what is new) only when it changed."""
         pods: list[Pod] = []
+        handed: list[Pod] = []  # the consumers' copies of `pods`
         errors: list[ManifestError] = []
         warnings: list[str] = []
         owners: dict[str, tuple[str, int]] = {}
@@ -399,7 +416,7 @@ class StaticPodSource:
             file_path = self._file_path(name)
             errors.extend(loaded.errors)
             warnings.extend(loaded.warnings)
-            for document, pod in loaded.pods:
+            for (document, pod), given in zip(loaded.pods, loaded.copies):
                 key = pod.full_name
                 if key in owners:
                     first_file, first_doc = owners[key]
@@ -410,18 +427,21 @@ class StaticPodSource:
                     continue
                 owners[key] = (file_path, document)
                 pods.append(pod)
+                handed.append(given)
         previous = self._snapshot
         current = StaticSnapshot(pods=pods, errors=errors, warnings=warnings)
         if self._synced and current == previous:
             return
-        # Copies, so nobody downstream can change what the next comparison sees.
+        # Consumers get copies, so nobody downstream can change what the next
+        # comparison sees.
         self._synced = True
-        self._snapshot = copy.deepcopy(current)
+        self._snapshot = current
         self._log_news(previous, current)
         self._log.info("static pods changed", pods=len(pods), errors=len(errors),
                        warnings=len(warnings))
         try:
-            self._on_change(copy.deepcopy(current))
+            self._on_change(StaticSnapshot(pods=handed, errors=copy.deepcopy(errors),
+                                           warnings=list(warnings)))
         except Exception as exc:  # noqa: BLE001 - a consumer bug must not stop the source
             self._log.exception("static pod change handler failed", error=str(exc))
 
