@@ -29,6 +29,7 @@ from tests.polling import wait_for
 from tests.test_kube_agent import ClusterAgent, api_pod, api_running
 
 TERM_OK = "trap 'exit 0' TERM; while true; do sleep 0.2; done"
+TERM_SLOW = "trap 'sleep 2; exit 0' TERM; while true; do sleep 0.2; done"
 
 
 def _pod(name: str, *, priority: int | None = None, class_name: str = "", grace: int | None = None) -> Pod:
@@ -197,8 +198,8 @@ async def test_graceful_node_shutdown_terminates_pods_by_priority(devenv: DevEnv
         # Regular: an API pod and a static pod; critical: a static pod of class system-node-critical.
         apiserver.create(api_pod("web", devenv.busybox, ["sh", "-c", TERM_OK], grace=30))
         agent.write_manifest("cache.yaml", pod_manifest("cache", devenv.busybox, ["sh", "-c", TERM_OK], grace=30))
-        agent.write_manifest("etcd.yaml", pod_manifest(
-            "etcd", devenv.busybox, ["sh", "-c", TERM_OK], grace=30,
+        agent.write_manifest("etcd.yaml", pod_manifest(  # takes 2 s to stop: room to see the order
+            "etcd", devenv.busybox, ["sh", "-c", TERM_SLOW], grace=30,
             extra_spec="  priorityClassName: system-node-critical\n"))
         await agent.wait_api("web", api_running)
         for name in ("cache", "etcd"):
@@ -208,17 +209,18 @@ async def test_graceful_node_shutdown_terminates_pods_by_priority(devenv: DevEnv
         assert agent.process is not None
         started = time.monotonic()
         agent.process.send_signal(signal.SIGTERM)
-        # While the regular group terminates, the agent still serves and refuses new pods.
-        await asyncio.sleep(0.5)
+        watching = asyncio.ensure_future(_exit_times(cri, names, started + 20))
+        # While the pods terminate, the agent still serves and refuses new pods.
+        await asyncio.sleep(0.3)
         agent.write_manifest("late.yaml", pod_manifest("late", devenv.busybox, ["sleep", "60"]))
-        refused = await wait_for(lambda: _refused(agent, "late"), timeout=3, what="a pod written during shutdown")
-        exited = await _exit_times(cri, names, started + 20)
+        refused = await wait_for(lambda: _refused(agent, "late"), timeout=5, what="a pod written during shutdown")
+        exited = await watching
         code = await asyncio.to_thread(agent.process.wait, 20)
         took = time.monotonic() - started
         assert code == 0, agent.log_tail()
         assert set(exited) == names, f"still running: {names - set(exited)}\n{agent.log_tail()}"
         regular_done = max(exited["web"], exited[f"cache-{NODE_NAME}"])
-        assert regular_done < exited[f"etcd-{NODE_NAME}"], "the critical pod goes last"
+        assert exited[f"etcd-{NODE_NAME}"] - regular_done > 1.5, "the critical pod goes last"
         assert regular_done - started < 4, "regular pods get SIGTERM at once and exit on it"
         assert took < 8 + 5 + 3, f"agent took {took:.1f}s (grace 8s + status flush)"
         assert refused["status"]["phase"] == "Failed" and refused["status"]["reason"] == "NodeShutdown"
@@ -244,8 +246,8 @@ async def test_graceful_node_shutdown_terminates_pods_by_priority(devenv: DevEnv
         devenv.reset(tmp_path)
 
 
-def _refused(agent: AgentProcess, name: str) -> dict | None:
-    pod = next((p for p in agent.get_json("/pods")["items"]
+async def _refused(agent: AgentProcess, name: str) -> dict | None:
+    pod = next((p for p in await agent.pods()
                 if p["metadata"]["name"] == f"{name}-{NODE_NAME}"), None)
     return pod if pod is not None and pod["status"].get("phase") == "Failed" else None
 
