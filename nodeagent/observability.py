@@ -18,7 +18,7 @@ from nodeagent.metrics import kubelet as metrics
 from nodeagent.metrics.node import NodeCollector
 from nodeagent.metrics.stats import StatsProvider
 from nodeagent.kube.webhookauth import WebhookAuth
-from nodeagent.server.auth import AuthError, Authenticator, load_token_file, server_ssl_context
+from nodeagent.server.auth import AuthError, Authenticator, User, load_token_file, server_ssl_context
 from nodeagent.server.local import HealthCheck, SecureListener
 from nodeagent.server.logs import ContainerLogs
 from nodeagent.server.metrics import MetricsRoutes
@@ -87,7 +87,8 @@ class Observability:
         ConfigError (nothing changed) when a file is unusable."""
         config = self.config
         max_size = Quantity(config.container_log_max_size).value()
-        tokens, cert, key = None, "", ""
+        tokens: dict[str, User] = {}
+        cert = key = ""
         if self._auth is not None:
             try:  # every file first: a broken one leaves everything as it was
                 tokens = load_token_file(config.token_auth_file) if config.token_auth_file else {}
@@ -98,7 +99,7 @@ class Observability:
         self.rotator.max_size = max_size
         self.rotator.max_files = config.container_log_max_files
         self.rotator.interval = config.container_log_monitor_interval
-        if self._auth is not None and tokens is not None and self._tls is not None:
+        if self._auth is not None and self._tls is not None:  # set together by secure_listener
             self._auth.tokens = tokens
             # The listener keeps its context; new connections get the new certificate.
             self._tls.load_cert_chain(cert, key)

@@ -116,8 +116,8 @@ async def test_connection_refused_and_url_building() -> None:
 def test_metrics_series_have_the_kubelets_names_and_labels() -> None:
     m = ProbeMetrics()
     for result in ("successful", "successful", "failed"):
-        m.observe(probe_type="Readiness", result=result, container="main", pod="web",
-                  namespace="default", pod_uid="u1", seconds=0.02)
+        m.series(probe_type="Readiness", container="main", pod="web", namespace="default",
+                 pod_uid="u1").observe(result, 0.02)
     samples = list(m.samples())
     totals = {s.labels["result"]: s.value for s in samples if s.name == PROBE_TOTAL}
     assert totals == {"successful": 2.0, "failed": 1.0}
@@ -164,11 +164,11 @@ def test_a_recreated_pods_duration_series_survives_the_old_pods_forget() -> None
     detach the new instance's (cached) series."""
     m = ProbeMetrics()
     for uid in ("old", "new"):
-        m.observe(probe_type="Liveness", result="successful", container="main", pod="re",
-                  namespace="default", pod_uid=uid, seconds=0.01)
+        m.series(probe_type="Liveness", container="main", pod="re", namespace="default",
+                 pod_uid=uid).observe("successful", 0.01)
     m.forget_pod("default", "re", "old")
-    m.observe(probe_type="Liveness", result="successful", container="main", pod="re",
-              namespace="default", pod_uid="new", seconds=0.01)
+    m.series(probe_type="Liveness", container="main", pod="re", namespace="default",
+             pod_uid="new").observe("successful", 0.01)
     samples = list(m.samples())
     assert {s.labels["pod_uid"] for s in samples if s.name == PROBE_TOTAL} == {"new"}
     assert next(s for s in samples if s.name == f"{PROBE_DURATION}_count").value == 3.0

@@ -150,7 +150,7 @@ class Cluster:
             return
         try:
             async with asyncio.timeout(timeout):
-                await self.status.sync_batch(set(self.status.pending()))
+                await self.status.sync_batch(self.status.pending())
         except TimeoutError:
             log.warning("pod statuses not all reported before exit", timeout=timeout)
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import os
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import structlog
 from nodeagent.api.types import Pod, PodCondition
 from nodeagent.eviction.manager import AdmitResult, EvictionResult
 from nodeagent.eviction.ranking import SYSTEM_CRITICAL_PRIORITY, pod_priority
+from nodeagent.pods.status import now_rfc3339
 
 log = structlog.get_logger("nodeagent.shutdown")
 
@@ -75,8 +74,7 @@ def pod_grace(pod: Pod, group: ShutdownGroup) -> int:
 def shutdown_result(grace_seconds: int) -> EvictionResult:
     """What a pod terminated for the shutdown shows: Failed, reason Terminated,
     and a DisruptionTarget condition (TerminationByKubelet)."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    condition = PodCondition(type="DisruptionTarget", status="True", last_transition_time=now,
+    condition = PodCondition(type="DisruptionTarget", status="True", last_transition_time=now_rfc3339(),
                              reason="TerminationByKubelet", message=SHUTDOWN_MESSAGE)
     return EvictionResult("", SHUTDOWN_REASON, SHUTDOWN_MESSAGE, grace_seconds, condition)
 
@@ -134,7 +132,7 @@ class NodeShutdownManager:
         self.shutting_down = True
         pods = self.active_pods()
         total = sum(g.grace_seconds for g in self.groups)
-        log.info("node shutting down: terminating pods", pods=len(pods), grace_seconds=total, pid=os.getpid())
+        log.info("node shutting down: terminating pods", pods=len(pods), grace_seconds=total)
         started: list[asyncio.Future[None]] = []
         for group, members in zip(self.groups, group_pods(self.groups, pods)):
             if not members:

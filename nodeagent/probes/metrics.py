@@ -55,13 +55,6 @@ class ProbeMetrics:
                                                     namespace=namespace, pod_uid=pod_uid)
         return found
 
-    def observe(self, *, probe_type: str, result: str, container: str, pod: str, namespace: str,
-                pod_uid: str, seconds: float) -> None:
-        """One probe run. Duration is observed for successful and unknown runs
-        only, as the kubelet does."""
-        self.series(probe_type=probe_type, container=container, pod=pod, namespace=namespace,
-                    pod_uid=pod_uid).observe(result, seconds)
-
     def observe_lateness(self, seconds: float) -> None:
         """How late a probe started against its schedule; summarised in the log
         every 30 s, so a benchmark (or an operator) can see the prober keep time."""

@@ -368,12 +368,13 @@ class StaticPodSource:
             current = files.get(name)
             if current is not None and current.read == read:
                 continue  # same bytes: same pods, same config.seen
-            path = str(self._path) if single_file else str(self._path / name)
-            loaded[name] = self._load(path, read, seen_times, now)
+            loaded[name] = self._load(self._file_path(name, single_file), read, seen_times, now)
         return kind, reads, loaded
 
-    def _file_path(self, name: str) -> str:
-        return str(self._path) if self._single_file else str(self._path / name)
+    def _file_path(self, name: str, single_file: bool | None = None) -> str:
+        """`single_file`: the scan's answer when it differs from the last one's."""
+        single = self._single_file if single_file is None else single_file
+        return str(self._path) if single else str(self._path / name)
 
     def _seen_times(self) -> dict[str, str]:
         """config.seen by UID: an unchanged pod keeps its first-seen time, as the
