@@ -102,6 +102,9 @@ async def test_endpoints_valid_and_values(agent: AgentProcess, devenv: DevEnv,
                   operation_type="create_container") == 1
     assert sample(m, "kubelet_runtime_operations_total", operation_type="list_containers") > 1
     assert "# TYPE kubelet_runtime_operations_errors_total counter" in m
+    assert sample(m, "kubelet_pleg_relist_duration_seconds_count") >= 1
+    assert sample(m, "kubelet_pleg_relist_interval_seconds_count") >= 1
+    assert abs(sample(m, "kubelet_pleg_last_seen_seconds") - time.time()) < 30
     assert "# TYPE kubelet_evictions_total counter" in m
     assert sample(m, "process_resident_memory_bytes") > 10e6
     assert sample(m, "node_memory_total_bytes") > 0

@@ -25,7 +25,8 @@ from nodeagent.cri.pb import api_pb2, api_pb2_grpc
 REPO = Path(__file__).resolve().parent.parent
 GEN_PROTO = REPO / "hack" / "gen-proto"
 PB_DIR = Path("nodeagent") / "cri" / "pb"
-GENERATED = ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py")
+GENERATED = tuple(f"{name}{suffix}" for name in ("api", "containerd_events")
+                  for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"))
 
 FDP = descriptor_pb2.FileDescriptorProto
 FieldProto = descriptor_pb2.FieldDescriptorProto
@@ -189,7 +190,7 @@ def test_generated_stubs_are_up_to_date(tmp_path):
         for name in GENERATED
         if (tmp_path / PB_DIR / name).read_bytes() != (REPO / PB_DIR / name).read_bytes()
     ]
-    assert not stale, f"{', '.join(stale)} differ from proto/api.proto: run hack/gen-proto"
+    assert not stale, f"{', '.join(stale)} differ from proto/: run hack/gen-proto"
 
 
 def test_descriptor_is_registered_under_package_path():

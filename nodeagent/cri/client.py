@@ -138,6 +138,11 @@ class CRIClient:
     def endpoint(self) -> str:
         return self._runtime.endpoint
 
+    @property
+    def runtime_channel(self) -> grpc.aio.Channel:
+        """For the runtime's own APIs on the same socket (containerd's events)."""
+        return self._runtime.channel
+
     async def close(self) -> None:
         await self._runtime.close()
         if self._images is not self._runtime:

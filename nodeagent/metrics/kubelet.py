@@ -15,6 +15,8 @@ callers:
   * `observe_rest_request(verb, host, code, seconds)`: a `KubeClient` observer
     (client-go's rest_client_* families).
   * `observe_pod_status_sync(seconds)`: one pod status PATCH.
+  * `observe_pleg_relist(seconds, interval)`: one relist, and the time since
+    the one before.
 
 One deviation: Prometheus' client appends `_total` to counters, so the
 kubelet's `kubelet_evictions` is `kubelet_evictions_total` here (promtool
@@ -24,6 +26,7 @@ refuses counters without it; see docs/decisions.md).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -113,6 +116,15 @@ POD_STATUS_SYNC = Histogram(
     "pod status until the API is successfully updated for that pod, even if multiple intevening "
     "changes to pod status occur.",
     buckets=(0.010, 0.050, 0.100, 0.500, 1, 5, 10, 20, 30, 45, 60), registry=REGISTRY)
+PLEG_RELIST = Histogram(
+    "kubelet_pleg_relist_duration_seconds", "Duration in seconds for relisting pods in PLEG.",
+    buckets=DEF_BUCKETS, registry=REGISTRY)
+PLEG_RELIST_INTERVAL = Histogram(
+    "kubelet_pleg_relist_interval_seconds",
+    "Interval in seconds between relisting in PLEG.", buckets=DEF_BUCKETS, registry=REGISTRY)
+PLEG_LAST_SEEN = Gauge(
+    "kubelet_pleg_last_seen_seconds", "Timestamp in seconds when PLEG was last seen active.",
+    registry=REGISTRY)
 
 # The kubelet's instrumented runtime service names operations in snake case
 # (k/k pkg/kubelet/kuberuntime/instrumented_services.go).
@@ -151,6 +163,12 @@ def observe_cri_call(method: str, seconds: float, error: str | None) -> None:
 
 def observe_pod_worker(operation: str, seconds: float) -> None:
     POD_WORKER.labels(operation).observe(seconds)
+
+
+def observe_pleg_relist(seconds: float, interval: float) -> None:
+    PLEG_RELIST.observe(seconds)
+    PLEG_RELIST_INTERVAL.observe(interval)
+    PLEG_LAST_SEEN.set(time.time())
 
 
 def observe_pod_start(seconds: float, pulling_seconds: float = 0.0) -> None:
