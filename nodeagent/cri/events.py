@@ -2,8 +2,11 @@
 
 CRI's GetContainerEvents arrived after containerd 1.6, which the agent runs
 against here; containerd's own event service answers on the same socket, so
-the agent subscribes to it (the filters keep the stream to the CRI plugin's
-namespace, task exits and container deletes). A runtime without it (CRI-O, a
+the agent subscribes to it. The filters keep the stream to the CRI plugin's
+namespace, task deletes and container deletes: containerd deletes a task
+right after its process ended and sends /tasks/delete for a container's own
+process only, so exec probes (each an exec process, with a /tasks/exit of its
+own) add no traffic. A runtime without it (CRI-O, a
 CRI relay) answers UNIMPLEMENTED and the relister keeps polling.
 
 Only the fact "something about container X changed" leaves this module: the
@@ -27,9 +30,9 @@ from nodeagent.cri.pb import containerd_events_pb2_grpc as events_grpc
 log = structlog.get_logger("nodeagent.cri")
 
 CRI_NAMESPACE = "k8s.io"  # containerd's CRI plugin keeps its objects here
-FILTERS = (f'namespace=="{CRI_NAMESPACE}",topic=="/tasks/exit"',
+FILTERS = (f'namespace=="{CRI_NAMESPACE}",topic=="/tasks/delete"',
            f'namespace=="{CRI_NAMESPACE}",topic=="/containers/delete"')
-_EXIT = "/tasks/exit"
+_TASK_DELETE = "/tasks/delete"
 RESUBSCRIBE_DELAY = 1.0  # seconds after the stream broke (runtime restart)
 OPEN_GRACE = 0.2  # seconds: a refusal (UNIMPLEMENTED) comes well within this
 
@@ -92,11 +95,11 @@ class ContainerEvents:
             self._handle(envelope)
 
     def _handle(self, envelope: events_pb.Envelope) -> None:
-        if envelope.topic == _EXIT:
-            exit_ = events_pb.TaskExit()
-            exit_.ParseFromString(envelope.event.value)
-            if exit_.id and exit_.id != exit_.container_id:
-                return  # an exec (probe, kubectl exec) ended, not the container
-            self._on_change(exit_.container_id)
+        if envelope.topic == _TASK_DELETE:
+            deleted = events_pb.TaskDelete()
+            deleted.ParseFromString(envelope.event.value)
+            if deleted.id and deleted.id != deleted.container_id:
+                return  # an exec's process (not sent by containerd 1.6; cheap to be sure)
+            self._on_change(deleted.container_id)
         else:
             self._on_change("")

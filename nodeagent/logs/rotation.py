@@ -39,6 +39,18 @@ TMP = ".tmp"
 GZ = ".gz"
 
 
+def logs_at_size(logs: dict[str, str], max_size: int) -> list[str]:
+    """The containers whose log reached max_size (blocking: run in an executor)."""
+    due = []
+    for cid, path in logs.items():
+        try:
+            if os.stat(path).st_size >= max_size:
+                due.append(cid)
+        except FileNotFoundError:
+            continue
+    return due
+
+
 def prepare_rotation(log_path: Path, max_size: int, max_files: int) -> bool:
     """Steps 1-3 for one log; True when the log is due (blocking: run in an executor)."""
     try:
@@ -76,6 +88,7 @@ class LogRotator:
         self.max_files = max_files
         self.interval = interval
         self.executor = executor
+        self._log_paths: dict[str, str] = {}  # running container id -> its CRI log path ("": none)
 
     async def run(self) -> None:
         while True:
@@ -86,21 +99,33 @@ class LogRotator:
                 log.warning("log rotation skipped", error=str(exc))
 
     async def rotate_all(self) -> None:
+        """One List call and one executor job for the sizes each round: a
+        container's log path never changes, so ContainerStatus is asked once
+        per container, not every 10 s as the kubelet does (with 110 pods that
+        was most of an idle agent's CRI calls)."""
         containers = await self.cri.list_containers(pb.ContainerFilter(
             state=pb.ContainerStateValue(state=pb.ContainerState.CONTAINER_RUNNING)))
-        for c in containers:
+        running = {c.id for c in containers}
+        self._log_paths = {cid: path for cid, path in self._log_paths.items() if cid in running}
+        for cid in running - self._log_paths.keys():
             try:
-                await self.rotate(c.id)
+                self._log_paths[cid] = (await self.cri.container_status(cid)).status.log_path
+            except NotFoundError:
+                continue  # gone meanwhile
+            except CRIError as exc:
+                log.warning("log rotation failed", container_id=cid, error=str(exc))
+        logs = {cid: path for cid, path in self._log_paths.items() if path}
+        loop = asyncio.get_running_loop()
+        due = await loop.run_in_executor(self.executor, logs_at_size, logs, self.max_size)
+        for cid in due:
+            try:
+                await self.rotate(cid, Path(logs[cid]))
             except NotFoundError:
                 continue  # gone meanwhile
             except (CRIError, OSError) as exc:
-                log.warning("log rotation failed", container_id=c.id, error=str(exc))
+                log.warning("log rotation failed", container_id=cid, error=str(exc))
 
-    async def rotate(self, container_id: str) -> bool:
-        status = (await self.cri.container_status(container_id)).status
-        if not status.log_path:
-            return False
-        path = Path(status.log_path)
+    async def rotate(self, container_id: str, path: Path) -> bool:
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(self.executor, prepare_rotation, path, self.max_size,
                                           self.max_files):

@@ -37,7 +37,7 @@ _STATE_NAMES = {pb.ContainerState.CONTAINER_CREATED: "created",
 _SANDBOX_READY = pb.PodSandboxState.SANDBOX_READY  # an attribute lookup per sandbox otherwise
 _SANDBOX_NOTREADY = pb.PodSandboxState.SANDBOX_NOTREADY
 _EXITED = pb.ContainerState.CONTAINER_EXITED
-# containerd publishes a task's exit before its CRI plugin has recorded it, so
+# containerd reports a deleted task just before its CRI plugin records the exit, so
 # a relist right after the event can still show the container running: relist
 # again after 10, 20, 40 … ms until it shows the exit, for at most this long.
 EXIT_SETTLE = 2.0
