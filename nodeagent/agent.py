@@ -8,7 +8,6 @@ pods running, as the kubelet does: a restarted agent adopts them.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import signal
 import time
@@ -33,6 +32,7 @@ from nodeagent.cri.errors import CRIError, NotCRIEndpoint, UnsupportedRuntime
 from nodeagent.eviction.manager import EvictionManager
 from nodeagent.eviction.signals import SignalReader
 from nodeagent.eviction.thresholds import eviction_config, hard_eviction_reservation
+from nodeagent.executors import Executors
 from nodeagent.kube.cluster import Cluster
 from nodeagent.kube.podsource import API_SOURCE
 from nodeagent.node.capacity import (
@@ -72,7 +72,9 @@ class Agent:
                              config.image_service_endpoint or None,
                              request_timeout=config.runtime_request_timeout)
         self.cri.observers.append(metrics.observe_cri_call)
-        self.executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="nodeagent-io")
+        # Threads started here, never from the loop later; cgroupfs work in a pool of its own (executors.py).
+        self.executors = Executors.start()
+        self.executor = self.executors.io
         self.manager: PodManager | None = None
         self.relister: Relister | None = None
         self.server: LocalServer | None = None
@@ -238,7 +240,7 @@ class Agent:
         backend = CgroupV2() if host.version == 2 else CgroupV1()
         manager = CgroupManager(backend, driver=config.cgroup_driver, root=root, policy=policy,
                                 pods_budget=pods_cgroup_budget(capacity, system_reserved, kube_reserved),
-                                executor=self.executor)
+                                executor=self.executors.cgroup)
         try:
             await manager.start()
         except CgroupError as exc:
@@ -472,7 +474,7 @@ class Agent:
             await self.cluster.close()
         await self.cri.close()
         self.systemd.close()
-        self.executor.shutdown(wait=False)
+        self.executors.shutdown()
 
 
 async def run_agent(config: AgentConfig, load: Callable[[], AgentConfig] | None = None) -> None:
@@ -480,6 +482,7 @@ async def run_agent(config: AgentConfig, load: Callable[[], AgentConfig] | None 
     `load` reads the configuration again, for SIGHUP."""
     agent = Agent(config, load)
     loop = asyncio.get_running_loop()
+    agent.executors.install(loop)
     loop.add_signal_handler(signal.SIGHUP, agent.request_reload)
     loop.add_signal_handler(signal.SIGTERM, agent.stop, True)
     loop.add_signal_handler(signal.SIGINT, agent.stop)
