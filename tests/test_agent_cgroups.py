@@ -122,6 +122,30 @@ async def test_qos_cgroup_files_and_oom_scores(devenv: DevEnv, tmp_path: Path, c
         devenv.reset(tmp_path)
 
 
+async def test_pod_limits_are_in_place_when_the_app_container_starts(agent: AgentProcess,
+                                                                     devenv: DevEnv) -> None:
+    # The pod cgroup is made while the runtime creates the sandbox (cgroupfs);
+    # the app container's first act reads its pod cgroup's limits from the
+    # host's hierarchies: they are already written, whoever made the directory.
+    script = ("d=$(dirname $(grep :memory: /proc/self/cgroup | cut -d: -f3)); "
+              "cat /host-cgroup/memory$d/memory.limit_in_bytes /host-cgroup/cpu$d/cpu.cfs_quota_us "
+              "/host-cgroup/cpu$d/cpu.shares; sleep 3600")
+    agent.write_manifest("limits.yaml", pod_manifest(
+        "limits", devenv.busybox, ["sh", "-c", script],
+        extra_spec="  volumes:\n  - name: cgroup\n    hostPath: {path: /sys/fs/cgroup, type: Directory}\n",
+        container_extra=("    resources: {limits: {cpu: 300m, memory: 48Mi}}\n"
+                         "    volumeMounts:\n    - {name: cgroup, mountPath: /host-cgroup, readOnly: true}\n")))
+    pod = await agent.wait_pod("limits", running, timeout=60, what="Running")
+    uid = pod["metadata"]["uid"]
+    log = agent.logs_dir / f"default_{pod['metadata']['name']}_{uid}" / "main" / "0.log"
+    await wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 3, timeout=15,
+                   what="the container's report of its pod cgroup")
+    values = [line.split(" ", 3)[3] for line in log.read_text().splitlines()[:3]]
+    assert values == [str(48 * MI), "30000", "307"]  # Guaranteed: 48Mi, 300m
+    agent.remove_manifest("limits.yaml")
+    await agent.wait_gone("limits")
+
+
 async def test_memory_hog_is_oom_killed_and_restarted(agent: AgentProcess, devenv: DevEnv) -> None:
     # `tail /dev/zero` keeps the whole (newline-free) input in memory.
     agent.write_manifest("hog.yaml", resources_manifest(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -218,3 +219,27 @@ def test_invalid_port_rejected(bad: int) -> None:
     factory: Callable[[], list[Any]] = list
     with pytest.raises(ValueError):
         LocalServer(pods=factory, checks=factory, healthz_port=bad)
+
+
+async def test_pods_follows_each_changed_pod(http: aiohttp.ClientSession) -> None:
+    # As the pod manager does: the same list while nothing changed, the same
+    # object for a pod that did not change, a new one for a pod that did.
+    web_pod, db_pod = encode(sample_pod()), {"kind": "Pod", "metadata": {"name": "db", "uid": "d"},
+                                             "status": {"phase": "Pending"}}
+    current = [web_pod, db_pod]
+    async with LocalServer(pods=lambda: current, checks=list, healthz_port=0,
+                           read_only_socket=bound_socket()) as srv:
+        port = srv.bound_ports.read_only
+        first = (await get(http, port, "/pods"))[2]
+        current = [web_pod, {**db_pod, "status": {"phase": "Running", "podIP": "10.0.0.7"}}]
+        second = (await get(http, port, "/pods"))[2]
+        current = [current[1]]
+        third = (await get(http, port, "/pods"))[2]
+    podlist = {"kind": "PodList", "apiVersion": "v1", "metadata": {}}
+    assert json.loads(first) == {**podlist, "items": [web_pod, db_pod]}
+    assert json.loads(second) == {**podlist, "items": [web_pod, {**db_pod, "status": {
+        "phase": "Running", "podIP": "10.0.0.7"}}]}
+    assert json.loads(third) == {**podlist, "items": [{**db_pod, "status": {"phase": "Running",
+                                                                            "podIP": "10.0.0.7"}}]}
+    # The compact form a single json.dumps of the list gives.
+    assert third == json.dumps({**podlist, "items": [current[0]]}, separators=(",", ":"))

@@ -47,10 +47,14 @@ class CgroupBackend(ABC):
     @abstractmethod
     def exists(self, path: str) -> bool: ...
 
-    def create(self, path: str, config: ResourceConfig) -> bool:
+    def create(self, path: str, config: ResourceConfig, apply_existing: bool = False) -> bool:
         """`ensure` for a cgroup that must not exist yet (a pod's): the check
-        and the creation in one call, so one executor hop. True if created."""
+        and the creation in one call, so one executor hop. True if created.
+        `apply_existing`: one that exists gets `config` too (someone else, such
+        as runc, may have made the directories without limits)."""
         if self.exists(path):
+            if apply_existing:
+                self.ensure(path, config)
             return False
         self.ensure(path, config)
         return True

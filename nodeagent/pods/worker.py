@@ -120,6 +120,7 @@ class PodWorker:
         self._post_start: asyncio.Task[str] | None = None
         self._kill_messages: dict[str, str] = {}  # container id -> why the agent killed it
         self._config_volumes: PodConfigVolumes | None = None  # made for pods that have any
+        self._sandbox_configs: tuple[Pod, int, Any] | None = None  # this sync's (pod, attempt, config)
 
     # -- control from the manager ---------------------------------------
 
@@ -223,6 +224,7 @@ class PodWorker:
                     continue
                 started, operation = time.monotonic(), self._operation
                 self._created = set()
+                self._sandbox_configs = None
                 try:
                     wait = await self._run_guarded(self._sync)
                 finally:
@@ -409,21 +411,43 @@ class PodWorker:
     # -- sandbox ----------------------------------------------------------
 
     def _sandbox_config(self, attempt: int):  # -> pb.PodSandboxConfig
-        return crispec.sandbox_config(self.pod, self.deps.node, attempt=attempt,
-                                      cgroup_parent=self.deps.cgroups.pod_parent(self.pod))
+        """Built once per sync and attempt, as the kubelet's SyncPod does (it
+        reads the host's resolv.conf): the new sandbox's and its containers'."""
+        cached = self._sandbox_configs
+        if cached is None or cached[0] is not self.pod or cached[1] != attempt:
+            self._sandbox_configs = (self.pod, attempt, crispec.sandbox_config(
+                self.pod, self.deps.node, attempt=attempt, cgroup_parent=self.deps.cgroups.pod_parent(self.pod)))
+        return self._sandbox_configs[2]
 
     async def _create_sandbox(self, observed: ObservedPod, plan: _Plan
                               ) -> tuple[ObservedPod | None, dict[str, str] | None]:
-        """The pod cgroup with its limits, the volumes and the log directory
-        (kubelet: all before the sandbox; made together here), then
-        RunPodSandbox. Returns the pod as observed with its new sandbox, and
-        the volumes' mounts; (None, None) when the sandbox was not created."""
+        """The volumes and the log directory, then RunPodSandbox; the pod
+        cgroup with its limits is made while the runtime creates the sandbox
+        when runc would make its path anyway (cgroupfs), else first, as the
+        kubelet does. Either way no container is created before the limits
+        are written (docs/decisions.md). Returns the pod as observed with its
+        new sandbox, and the volumes' mounts; (None, None) when the sandbox
+        was not created."""
         attempt = observed.sandbox.attempt + 1 if observed.sandbox else 0
         config = self._sandbox_config(attempt)
-        cgroup_error, mounts, _ = await asyncio.gather(
-            self._ensure_cgroup(), self._prepare_volumes(plan),
-            self._blocking(Path(config.log_directory).mkdir, parents=True, exist_ok=True))
+        cgroup = asyncio.ensure_future(self._ensure_cgroup())
+        cgroup.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, whatever happens
+        sandbox_id = None
+        try:
+            if not self.deps.cgroups.overlaps_sandbox:
+                await asyncio.wait([cgroup])
+            mounts = await self._prepare_volumes(plan, log_directory=config.log_directory)
+            # the volumes said why (FailedMount) when they failed: no sandbox without them
+            if mounts is not None and not (cgroup.done() and cgroup.result() is not None):
+                sandbox_id = await self._run_sandbox(config, plan)
+            cgroup_error = await cgroup
+        except BaseException:
+            cgroup.cancel()
+            raise
         if cgroup_error is not None:
+            if sandbox_id is not None:  # made alongside: it must not stay without its limits
+                await self._ignore_missing(self.deps.cri.stop_pod_sandbox(sandbox_id))
+                await self._ignore_missing(self.deps.cri.remove_pod_sandbox(sandbox_id))
             # kubelet: "failed to ensure that the pod: <uid> cgroups exist and are correctly applied"
             self._log.warning("pod cgroup setup failed", error=cgroup_error)
             self.view.reason, self.view.message = "", ""
@@ -433,10 +457,17 @@ class PodWorker:
                                                     f"{cgroup_error}")
             plan.soon(SYNC_ERROR_BACKOFF)
             return None, None
-        if mounts is None:  # the volumes said why (FailedMount); no sandbox without them
+        if sandbox_id is None:
             return None, None
+        self._log.info("pod sandbox started", sandbox=sandbox_id, attempt=attempt)
+        self._created.add(sandbox_id)
+        # The new sandbox is all that changed: one status call, not a relist.
+        return await self._observer.with_new_sandbox(observed, sandbox_id), mounts
+
+    async def _run_sandbox(self, config: Any, plan: _Plan) -> str | None:
+        """RunPodSandbox; None (and the reason in the status) when it failed."""
         try:
-            sandbox_id = await self.deps.cri.run_pod_sandbox(config)
+            return await self.deps.cri.run_pod_sandbox(config)
         except RuntimeUnavailable:
             raise
         except CRIError as exc:
@@ -448,11 +479,7 @@ class PodWorker:
             for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
                 self.view.waiting[c.name] = Waiting("ContainerCreating", why)
             plan.soon(SYNC_ERROR_BACKOFF)
-            return None, None
-        self._log.info("pod sandbox started", sandbox=sandbox_id, attempt=attempt)
-        self._created.add(sandbox_id)
-        # The new sandbox is all that changed: one status call, not a relist.
-        return await self._observer.with_new_sandbox(observed, sandbox_id), mounts
+            return None
 
     async def _ensure_cgroup(self) -> str | None:
         """The pod cgroup with its limits; the error's text if that failed."""
@@ -497,11 +524,10 @@ class PodWorker:
 
     # -- volumes ----------------------------------------------------------
 
-    async def _prepare_volumes(self, plan: _Plan) -> dict[str, str] | None:
+    async def _prepare_volumes(self, plan: _Plan, log_directory: str | None = None) -> dict[str, str] | None:
+        """The pod's volumes (and, for a new sandbox, its log directory: one executor job)."""
         try:
-            mounts = await self._blocking(
-                volumes.prepare_volumes, self.pod, self.deps.node.root_dir,
-                allocatable_memory_bytes=self.deps.node.allocatable_memory_bytes)
+            mounts = await self._blocking(self._make_volumes, log_directory)
         except volumes.VolumeError as exc:
             return self._volumes_failed([str(exc)], plan)
         if not has_config_volumes(self.pod):
@@ -516,6 +542,13 @@ class PodWorker:
         if prepared.errors:
             return self._volumes_failed(prepared.errors, plan)
         return {**mounts, **prepared.paths}
+
+    def _make_volumes(self, log_directory: str | None) -> dict[str, str]:
+        mounts = volumes.prepare_volumes(self.pod, self.deps.node.root_dir,
+                                         allocatable_memory_bytes=self.deps.node.allocatable_memory_bytes)
+        if log_directory is not None:
+            Path(log_directory).mkdir(parents=True, exist_ok=True)
+        return mounts
 
     def _volumes_failed(self, messages: list[str], plan: _Plan) -> None:
         """kubelet: the pod stays ContainerCreating, a FailedMount event says why."""

@@ -131,6 +131,7 @@ class LocalServer:
         self._bound = BoundPorts()
         self._last_failing: tuple[str, ...] = ()
         self._pods_body: tuple[list[dict[str, Any]], bytes] | None = None
+        self._pod_json: dict[int, tuple[dict[str, Any], bytes]] = {}  # id(item) -> (item, its JSON)
         self._log = structlog.get_logger("nodeagent.server.local")
 
     @property
@@ -292,9 +293,17 @@ class LocalServer:
     async def _handle_pods(self, request: web.Request) -> web.Response:
         items = self._pods()
         if self._pods_body is None or self._pods_body[0] is not items:
-            # The provider returns the same list while nothing changed: serialise once.
-            body = json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {},
-                               "items": items}, separators=(",", ":")).encode()
+            # The provider returns the same list while nothing changed, and the
+            # same object for a pod that did not change: each is serialised once.
+            known, self._pod_json = self._pod_json, {}
+            parts = []
+            for item in items:
+                cached = known.get(id(item))
+                if cached is None or cached[0] is not item:
+                    cached = (item, json.dumps(item, separators=(",", ":")).encode())
+                self._pod_json[id(item)] = cached
+                parts.append(cached[1])
+            body = b'{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[' + b",".join(parts) + b"]}"
             self._pods_body = (items, body)
         return web.Response(body=self._pods_body[1], content_type="application/json")
 

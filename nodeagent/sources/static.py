@@ -48,7 +48,7 @@ from typing import Any
 
 import structlog
 
-from nodeagent.api.codec import encode
+from nodeagent.api.codec import encode, prepare
 from nodeagent.api.defaults import DEFAULT_NAMESPACE
 from nodeagent.api.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
 from nodeagent.api.types import Pod, Toleration
@@ -360,7 +360,10 @@ class StaticPodSource:
                        seen_times: dict[str, str], now: str
                        ) -> tuple[str, dict[str, _Read], dict[str, _Loaded]]:
         """Read `names` and parse the files whose bytes changed since `files`:
-        one executor job for a whole batch (blocking, CPU-bound)."""
+        one executor job for a whole batch (blocking, CPU-bound). The first
+        one, at start-up, also readies the codec for pods, so the first
+        manifest written later does not wait for that."""
+        prepare(Pod)
         kind, reads = _scan(self._path, names)
         single_file = kind == "file"
         loaded = {}
