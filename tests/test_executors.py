@@ -5,6 +5,7 @@ is ever made later, however busy a pool gets."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from pathlib import Path
@@ -28,13 +29,14 @@ def pool_threads() -> dict[int, str]:
 async def test_threads_exist_up_front_and_none_is_made_later() -> None:
     executors = Executors.start()
     release = threading.Event()
+    loop = asyncio.get_running_loop()
+    previous = loop._default_executor  # the test session's loop: given back below
     try:
         before = pool_threads()
         names = sorted(before.values())
         assert names == sorted([f"na-io-{i}" for i in range(IO_THREADS)]
                                + [f"na-cgroup-{i}" for i in range(CGROUP_THREADS)]
                                + [f"na-default-{i}" for i in range(DEFAULT_THREADS)])
-        loop = asyncio.get_running_loop()
         executors.install(loop)
         # Every thread of the cgroup pool stuck, and more work queued behind them:
         # the queue grows, the thread count does not.
@@ -50,5 +52,7 @@ async def test_threads_exist_up_front_and_none_is_made_later() -> None:
         assert pool_threads().keys() == before.keys()
     finally:
         release.set()  # a failed assertion must not leave threads that block the interpreter's exit
+        if loop._default_executor is executors.default:
+            loop.set_default_executor(previous or concurrent.futures.ThreadPoolExecutor())
         executors.shutdown()
         executors.default.shutdown()
