@@ -7,7 +7,7 @@ import re
 
 from nodeagent.api.codec import decode, encode
 from nodeagent.api.event import Event
-from nodeagent.api.node import format_time
+from nodeagent.api.times import format_time
 from nodeagent.events import EventRecorder
 from nodeagent.kube.events import (
     AGGREGATE_PREFIX, CreateEvent, Drop, EventCorrelator, EventPipeline, PatchEvent, to_api_event,

@@ -15,8 +15,9 @@ import pytest
 from nodeagent.api.codec import decode, encode
 from nodeagent.api.node import (
     DISK_PRESSURE, MEMORY_PRESSURE, PID_PRESSURE, READY, Lease, Node, NodeCondition, NodeStatus,
-    NodeSystemInfo, Taint, format_micro_time, format_time,
+    NodeSystemInfo, Taint,
 )
+from nodeagent.api.times import format_micro_time, format_time
 from nodeagent.api.quantity import Quantity
 from nodeagent.cri.client import CRIClient
 from nodeagent.devenv.env import DevEnv

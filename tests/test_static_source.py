@@ -13,9 +13,10 @@ import pytest
 
 from nodeagent.api.types import Pod, Toleration
 from nodeagent.sources.inotify import DirectoryNotFound, DirectoryWatcher, NotADirectory
+from nodeagent.api.times import rfc3339_nano
 from nodeagent.sources.static import (
     CONFIG_HASH_ANNOTATION, CONFIG_SEEN_ANNOTATION, CONFIG_SOURCE_ANNOTATION, MAX_MANIFEST_BYTES,
-    StaticPodSource, StaticSnapshot, apply_static_defaults, rfc3339_nano, static_pod_uid,
+    StaticPodSource, StaticSnapshot, apply_static_defaults, static_pod_uid,
 )
 
 NODE = "Node-1"

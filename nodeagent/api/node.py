@@ -9,8 +9,6 @@ omitempty at all (an unreadable systemUUID prints as "").
 
 from __future__ import annotations
 
-import math
-import time as _time
 from dataclasses import dataclass
 
 from nodeagent.api.quantity import Quantity
@@ -30,18 +28,6 @@ NO_SCHEDULE, PREFER_NO_SCHEDULE, NO_EXECUTE = "NoSchedule", "PreferNoSchedule", 
 TAINT_EFFECTS = (NO_SCHEDULE, PREFER_NO_SCHEDULE, NO_EXECUTE)
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
-
-
-def format_time(wall: float) -> str:
-    """metav1.Time: RFC 3339 in UTC, whole seconds (Go truncates)."""
-    return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(math.floor(wall)))
-
-
-def format_micro_time(wall: float) -> str:
-    """metav1.MicroTime: `2006-01-02T15:04:05.000000Z` (microseconds, truncated)."""
-    micros = math.floor(wall * 1_000_000)
-    secs, frac = divmod(micros, 1_000_000)
-    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs)) + f".{frac:06d}Z"
 
 
 # -- spec ------------------------------------------------------------------------

@@ -14,11 +14,11 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import structlog
 
+from nodeagent.api.times import format_time
 from nodeagent.api.types import Pod, PodCondition, Toleration
 from nodeagent.cgroups.qos import BEST_EFFORT, pod_qos_class
 from nodeagent.eviction import ranking
@@ -68,10 +68,6 @@ def eviction_samples() -> list[tuple[dict[str, str], int]]:
     """Samples of kubelet_evictions (served on /metrics), one per signal that evicted a pod."""
     return [({"eviction_signal": s.labels["eviction_signal"]}, int(s.value))
             for family in metrics.EVICTIONS.collect() for s in family.samples if s.name.endswith("_total")]
-
-
-def _rfc3339(wall: float) -> str:
-    return datetime.fromtimestamp(wall, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -181,7 +177,7 @@ class EvictionManager:
         self._conditions_last_observed: dict[str, float] = {}
         self._thresholds_met: list[Threshold] = []
         self._pressure: list[str] = []
-        started = _rfc3339(time.time())
+        started = format_time(time.time())
         self._transitions = {c: (False, started) for c in CONDITION_TYPES}
 
     # -- queries ----------------------------------------------------------
@@ -191,7 +187,7 @@ class EvictionManager:
 
     def conditions(self) -> list[NodeCondition]:
         """MemoryPressure, DiskPressure, PIDPressure as the kubelet reports them."""
-        now = _rfc3339(time.time())
+        now = format_time(time.time())
         result = []
         for ctype in CONDITION_TYPES:
             pressure, since = self._transitions[ctype]
@@ -322,7 +318,7 @@ class EvictionManager:
         if pressure != self._pressure:
             log.info("eviction manager: node conditions", pressure=pressure)
         self._pressure = pressure
-        wall = _rfc3339(time.time())
+        wall = format_time(time.time())
         for ctype in CONDITION_TYPES:
             on = ctype in pressure
             if self._transitions[ctype][0] != on:
@@ -383,6 +379,6 @@ class EvictionManager:
         else:
             grace = self.config.max_pod_grace_period
         condition = PodCondition(type="DisruptionTarget", status="True",
-                                 last_transition_time=_rfc3339(time.time()),
+                                 last_transition_time=format_time(time.time()),
                                  reason="TerminationByKubelet", message=message)
         return EvictionResult(threshold.signal, REASON, message, grace, condition, annotations)

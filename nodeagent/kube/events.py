@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 from nodeagent import events
 from nodeagent.api.codec import encode
 from nodeagent.api.event import Event, EventSource, ObjectReference
-from nodeagent.api.node import format_time
+from nodeagent.api.times import format_time
 from nodeagent.api.types import ObjectMeta
 from nodeagent.kube.client import TokenBucket
 

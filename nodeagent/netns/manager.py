@@ -25,12 +25,12 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from nodeagent.api.times import format_time
 from nodeagent.config import AgentConfig
 from nodeagent.cri.client import CRIClient
 from nodeagent.cri.errors import CRIError
@@ -99,7 +99,7 @@ class NetworkManager:
         """NetworkUnavailable as network plugins write it on the Node (the
         kubelet does not: calico and flannel do, with reason <Name>IsUp)."""
         r = self._readiness
-        since = datetime.fromtimestamp(self._ready_since, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        since = format_time(self._ready_since)
         if r.ready:
             return {"type": "NetworkUnavailable", "status": "False", "reason": "NodeagentIsUp",
                     "message": "nodeagent has set up the pod network", "lastTransitionTime": since}

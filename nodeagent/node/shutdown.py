@@ -19,10 +19,10 @@ from pathlib import Path
 
 import structlog
 
+from nodeagent.api import times
 from nodeagent.api.types import Pod, PodCondition
 from nodeagent.eviction.manager import AdmitResult, EvictionResult
 from nodeagent.eviction.ranking import SYSTEM_CRITICAL_PRIORITY, pod_priority
-from nodeagent.pods.status import now_rfc3339
 
 log = structlog.get_logger("nodeagent.shutdown")
 
@@ -74,7 +74,7 @@ def pod_grace(pod: Pod, group: ShutdownGroup) -> int:
 def shutdown_result(grace_seconds: int) -> EvictionResult:
     """What a pod terminated for the shutdown shows: Failed, reason Terminated,
     and a DisruptionTarget condition (TerminationByKubelet)."""
-    condition = PodCondition(type="DisruptionTarget", status="True", last_transition_time=now_rfc3339(),
+    condition = PodCondition(type="DisruptionTarget", status="True", last_transition_time=times.now(),
                              reason="TerminationByKubelet", message=SHUTDOWN_MESSAGE)
     return EvictionResult("", SHUTDOWN_REASON, SHUTDOWN_MESSAGE, grace_seconds, condition)
 

@@ -24,8 +24,9 @@ from nodeagent.api.node import (
     DISK_PRESSURE, FALSE, MEMORY_PRESSURE, NO_SCHEDULE, NODE_LEASE_NAMESPACE, PID_PRESSURE, READY,
     TAINT_EFFECTS, TRUE, UNKNOWN, ContainerImage, DaemonEndpoint, Lease, LeaseSpec, Node,
     NodeCondition, NodeDaemonEndpoints, NodeRuntimeHandler, NodeRuntimeHandlerFeatures, NodeSpec,
-    NodeStatus, Taint, format_micro_time, format_time,
+    NodeStatus, Taint,
 )
+from nodeagent.api.times import format_micro_time, format_time
 from nodeagent.api.quantity import Quantity
 from nodeagent.api.types import ObjectMeta, OwnerReference
 from nodeagent.api.validation import is_label_value, is_qualified_name

@@ -9,8 +9,8 @@ kubelet_pods.go getPhase / convertToAPIContainerStatuses, status/generate.go.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
+from nodeagent.api.times import from_cri
 from nodeagent.api.types import (
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodIP, PodStatus,
@@ -44,17 +44,6 @@ class WorkerView:
     conditions: list[PodCondition] = field(default_factory=list)  # e.g. DisruptionTarget on eviction
 
 
-def now_rfc3339() -> str:
-    """metav1.Time as the API prints it: seconds, UTC."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339(ns: int) -> str | None:
-    if not ns:
-        return None
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def is_sidecar(container: Container) -> bool:
     return container.restart_policy == "Always"
 
@@ -63,7 +52,7 @@ def _terminated(c: ContainerInfo, runtime: str, view: WorkerView) -> ContainerSt
     reason = _START_FAILURE_REASONS.get(c.reason, c.reason) or ("Completed" if c.exit_code == 0 else "Error")
     return ContainerStateTerminated(
         exit_code=c.exit_code, reason=reason, message=view.messages.get(c.id) or c.message,
-        started_at=rfc3339(c.started_at) or rfc3339(c.created_at), finished_at=rfc3339(c.finished_at),
+        started_at=from_cri(c.started_at) or from_cri(c.created_at), finished_at=from_cri(c.finished_at),
         container_id=f"{runtime}://{c.id}")
 
 
@@ -79,7 +68,7 @@ def container_status(spec: Container, observed: ObservedPod, view: WorkerView, r
         status.container_id = f"{runtime}://{latest.id}"
     waiting = view.waiting.get(spec.name)
     if latest is not None and latest.state == RUNNING:
-        status.state = ContainerState(running=ContainerStateRunning(started_at=rfc3339(latest.started_at)))
+        status.state = ContainerState(running=ContainerStateRunning(started_at=from_cri(latest.started_at)))
         status.started = view.started.get(spec.name, True)
         status.ready = view.ready.get(spec.name, True) and status.started
         if len(instances) > 1 and instances[1].state == EXITED:

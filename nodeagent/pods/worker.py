@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from nodeagent.api import times
 from nodeagent.api.types import Container, Pod, PodCondition, PodStatus
 from nodeagent.cgroups.fs import CgroupError
 from nodeagent.cgroups.manager import CgroupManager
@@ -46,7 +47,7 @@ from nodeagent.waiting import wait_event
 from nodeagent.probes.manager import ContainerView, PodProbes, has_probes
 from nodeagent.pods.status import (
     FAILED, SUCCEEDED, Waiting, WorkerView, compute_phase, compute_status, container_status,
-    is_sidecar, now_rfc3339, rfc3339,
+    is_sidecar,
 )
 
 log = structlog.get_logger("nodeagent.pods")
@@ -112,7 +113,7 @@ class PodWorker:
         self._terminating = False
         self._grace_override: int | None = None
         self._terminated_cleanly = False
-        self._accepted_at = now_rfc3339()
+        self._accepted_at = times.now()
         self._operation = "create"  # kubelet_pod_worker_duration_seconds' operation_type
         self._log = log.bind(pod=pod.full_name, pod_uid=self.uid)
         self.probes = PodProbes(pod, deps.cri, self.wake) if has_probes(pod) else None
@@ -343,8 +344,8 @@ class PodWorker:
         status = compute_status(
             self.pod, observed, self.view, runtime=self.deps.runtime_name,
             node_ips=self.deps.node.node_ips,
-            start_time=rfc3339(first_sandbox) or self._accepted_at,
-            previous=self.status, now=now_rfc3339())
+            start_time=times.from_cri(first_sandbox) or self._accepted_at,
+            previous=self.status, now=times.now())
         if status != self.status:  # unchanged: keep the object, so readers' caches hold
             self.status = status
             self.deps.on_status(self.uid, status)

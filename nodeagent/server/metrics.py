@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ import psutil
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from nodeagent.api.times import format_time
 from nodeagent.metrics import kubelet, probes
 from nodeagent.metrics.resource import Family, cadvisor_families, labels, render, resource_families
 from nodeagent.metrics.stats import PodStats, Snapshot, StatsProvider, Usage
@@ -93,9 +93,6 @@ class MetricsRoutes:
                             content_type="application/json")
 
 
-def _time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 def _nano_cores(now: Usage, before: Usage | None) -> int | None:
     if before is None or now.cpu_seconds is None or before.cpu_seconds is None:
@@ -107,7 +104,7 @@ def _nano_cores(now: Usage, before: Usage | None) -> int | None:
 
 
 def _cpu(u: Usage, before: Usage | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"time": _time(u.timestamp)}
+    out: dict[str, Any] = {"time": format_time(u.timestamp)}
     cores = _nano_cores(u, before)
     if cores is not None:
         out["usageNanoCores"] = cores
@@ -117,7 +114,7 @@ def _cpu(u: Usage, before: Usage | None) -> dict[str, Any]:
 
 
 def _memory(u: Usage, available: int | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"time": _time(u.timestamp)}
+    out: dict[str, Any] = {"time": format_time(u.timestamp)}
     for key, value in (("availableBytes", available), ("usageBytes", u.memory_usage),
                        ("workingSetBytes", u.memory_working_set), ("rssBytes", u.memory_rss),
                        ("pageFaults", u.page_faults), ("majorPageFaults", u.major_page_faults)):
@@ -135,8 +132,8 @@ def summary(snap: Snapshot, previous: Snapshot | None, node_name: str) -> dict[s
         prior = before_pods.get(pod.uid)
         entry: dict[str, Any] = {
             "podRef": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
-            "startTime": _time(pod.start_time),
-            "containers": [{"name": c.name, "startTime": _time(c.start_time),
+            "startTime": format_time(pod.start_time),
+            "containers": [{"name": c.name, "startTime": format_time(c.start_time),
                             "cpu": _cpu(c.usage, before_containers.get(c.id)),
                             "memory": _memory(c.usage)} for c in pod.containers],
             "cpu": _cpu(pod.usage, prior.usage if prior else None),
@@ -146,13 +143,13 @@ def summary(snap: Snapshot, previous: Snapshot | None, node_name: str) -> dict[s
         if interfaces:
             ifaces = [{"name": i.name, "rxBytes": i.rx_bytes, "rxErrors": i.rx_errors,
                        "txBytes": i.tx_bytes, "txErrors": i.tx_errors} for i in interfaces]
-            entry["network"] = {"time": _time(pod.usage.timestamp), **ifaces[0],
+            entry["network"] = {"time": format_time(pod.usage.timestamp), **ifaces[0],
                                 "interfaces": ifaces}
         pods.append(entry)
     node = snap.node
     vm = psutil.virtual_memory()
     return {"node": {"nodeName": node_name, "systemContainers": [],
-                     "startTime": _time(psutil.boot_time()),
+                     "startTime": format_time(psutil.boot_time()),
                      "cpu": _cpu(node, previous.node if previous else None),
                      "memory": _memory(node, available=max(vm.total - (node.memory_working_set or 0), 0))},
             "pods": pods}

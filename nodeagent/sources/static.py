@@ -51,6 +51,7 @@ import structlog
 from nodeagent.api.codec import encode, prepare
 from nodeagent.api.defaults import DEFAULT_NAMESPACE
 from nodeagent.api.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
+from nodeagent.api.times import rfc3339_nano
 from nodeagent.api.types import Pod, Toleration
 from nodeagent.sources.inotify import ChangeBatch, DirectoryWatcher, WatchError
 
@@ -101,15 +102,6 @@ class _Loaded:
     # What consumers get: their own copies of `pods`, made once per content (in
     # the executor) instead of a copy of every pod on every change of any file.
     copies: list[Pod] = field(default_factory=list)
-
-
-def rfc3339_nano(ns: int) -> str:
-    """Go's time.RFC3339Nano in UTC (trailing zeros of the fraction trimmed)."""
-    secs, frac = divmod(ns, 1_000_000_000)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-    if frac:
-        text += "." + f"{frac:09d}".rstrip("0")
-    return text + "Z"
 
 
 def static_pod_uid(pod: Pod, node_name: str, file_path: str) -> str:
