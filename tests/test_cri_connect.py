@@ -13,6 +13,7 @@ import grpc.aio
 import pytest
 
 from nodeagent.cri.client import CRIClient
+from nodeagent.cri import errors
 from nodeagent.cri.errors import NotCRIEndpoint, RuntimeUnavailable, UnsupportedRuntime
 from nodeagent.cri.pb import api_pb2 as pb
 from nodeagent.cri.pb import api_pb2_grpc as pb_grpc
@@ -178,3 +179,14 @@ async def test_runtime_killed_mid_call_then_recovers(crashing_env: DevEnv, pod_u
         assert [c.state for c in listed] == [pb.ContainerState.CONTAINER_RUNNING]
         await cri.stop_pod_sandbox(sandbox_id)
         await cri.remove_pod_sandbox(sandbox_id)
+
+
+def test_cri_plugin_not_initialized_is_transient() -> None:
+    """containerd's CRI plugin answers `server is not initialized yet` (UNKNOWN)
+    for a few ms after a (re)start, while it recovers its state: a waiting
+    client must retry that, not give up on the runtime."""
+    error = grpc.aio.AioRpcError(grpc.StatusCode.UNKNOWN, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                 details="server is not initialized yet")
+    mapped = errors.from_rpc_error(error, method="Version", endpoint="unix:///run/x.sock")
+    assert isinstance(mapped, RuntimeUnavailable)
+    assert "container runtime unavailable during Version" in str(mapped)

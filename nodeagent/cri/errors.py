@@ -68,6 +68,9 @@ _BY_CODE: dict[grpc.StatusCode, type[CRIError]] = {
 # gRPC code); these texts are stable across 1.6/1.7/2.x and are the only way to
 # tell a caller "this will never work" from "try again". Checked in order.
 _UNKNOWN_TEXTS: tuple[tuple[str, type[CRIError]], ...] = (
+    # The CRI plugin answers before it has recovered its state after a
+    # (re)start: a few ms, seen as a flaky "did not become ready".
+    ("server is not initialized yet", RuntimeUnavailable),
     ("is reserved for", AlreadyExistsError),          # sandbox/container name in use
     ("invalid reference format", InvalidRequestError),  # image reference
     ("must include metadata", InvalidRequestError),

@@ -35,6 +35,7 @@ from nodeagent.node.status import (
     RUNTIME_STATUS_PERIOD, NodeStatusBuilder, RuntimeState, initial_node, node_recorder, record_starting,
 )
 from nodeagent.pods.manager import PodManager
+from nodeagent.waiting import wait_event
 
 log = structlog.get_logger("nodeagent.kube")
 
@@ -101,16 +102,25 @@ class Cluster:
                                 burst=config.event_burst)
         recorder.add_sink(self.events.submit)
         record_starting(record)
-        return [self.source.run(), self.status.run(), self.node.run(), self.lease.run(), self.events.run(),
-                self._runtime_status(cri, runtime), self._image_list(cri)]
+        first_status = asyncio.Event()
+        return [self.source.run(), self.status.run(), self._node_after(first_status), self.lease.run(),
+                self.events.run(), self._runtime_status(cri, runtime, first_status), self._image_list(cri)]
 
-    async def _runtime_status(self, cri: CRIClient, runtime: RuntimeState) -> None:
+    async def _node_after(self, first_status: asyncio.Event) -> None:
+        """The Node's first status tells what the runtime said, not "network
+        state unknown" because it was posted a moment before the first answer."""
+        assert self.node is not None
+        await wait_event(first_status, RUNTIME_STATUS_PERIOD)
+        await self.node.run()
+
+    async def _runtime_status(self, cri: CRIClient, runtime: RuntimeState, first: asyncio.Event) -> None:
         """The kubelet's updateRuntimeUp: CRI Status every 5 s."""
         while True:
             try:
                 runtime.observe_status(await cri.status())
             except CRIError as exc:
                 log.debug("runtime status failed", error=str(exc))
+            first.set()
             await asyncio.sleep(RUNTIME_STATUS_PERIOD)
 
     async def _image_list(self, cri: CRIClient) -> None:
