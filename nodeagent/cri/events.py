@@ -6,8 +6,8 @@ the agent subscribes to it. The filters keep the stream to the CRI plugin's
 namespace, task deletes and container deletes: containerd deletes a task
 right after its process ended and sends /tasks/delete for a container's own
 process only, so exec probes (each an exec process, with a /tasks/exit of its
-own) add no traffic. A runtime without it (CRI-O, a
-CRI relay) answers UNIMPLEMENTED and the relister keeps polling.
+own) add no traffic. A runtime without it (CRI-O, a CRI-only relay)
+answers UNIMPLEMENTED and the relister keeps polling.
 
 Only the fact "something about container X changed" leaves this module: the
 relister lists again and works out what changed, so a lost or duplicated

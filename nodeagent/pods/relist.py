@@ -7,10 +7,10 @@ changes).
 
 When is a relist due? As soon as the runtime's event stream (cri.events)
 reports a container exit or removal, and every `evented_period` (1 s, the
-kubelet's generic PLEG period) for everything else. Without events (a runtime that has
-none, or while the stream is broken) every `period`: at 100 ms (the kubelet's
-generic PLEG relists every 1 s) an exit is still noticed within ~100 ms, but
-two List calls ten times a second cost a few % of a core with 110 pods.
+kubelet's generic PLEG period) for everything else. Without events (a
+runtime that has none, or while the stream is broken) every `period`, 100 ms,
+so that an exit is still noticed within ~100 ms; but two List calls ten
+times a second cost a few % of a core with 110 pods.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Relister:
         self.last_relist = time.monotonic()
         self._seen: dict[str, tuple[str, int]] = {}  # object id -> (pod uid, state)
         self._relisted = False
-        self.relists = 0  # completed relists, for /nodeagent/node and tests
+        self.relists = 0  # completed relists (kubelet_pleg_relist_duration_seconds_count)
         # For kubelet_running_pods / kubelet_running_containers{container_state}.
         self.running_pods = 0
         self.container_states: dict[str, int] = {}
@@ -136,7 +136,7 @@ class Relister:
 
     def _events_live(self, live: bool) -> None:
         if live:
-            log.info("following the runtime's container events", safety_relist_s=self.evented_period)
+            log.info("following the runtime's container events", relist_s=self.evented_period)
         else:
             log.info("runtime container events lost; relisting often", relist_s=self.period)
         self._due.set()  # cover the gap (going live) or resume polling at once
