@@ -52,12 +52,10 @@ class CgroupBackend(ABC):
         and the creation in one call, so one executor hop. True if created.
         `apply_existing`: one that exists gets `config` too (someone else, such
         as runc, may have made the directories without limits)."""
-        if self.exists(path):
-            if apply_existing:
-                self.ensure(path, config)
-            return False
-        self.ensure(path, config)
-        return True
+        created = not self.exists(path)
+        if created or apply_existing:
+            self.ensure(path, config)
+        return created
 
     def procs(self, path: str) -> list[int]:
         """Processes in the cgroup or any cgroup below it."""
