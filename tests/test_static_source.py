@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from nodeagent.api.types import Pod, Toleration
+from nodeagent.sources import inotify
 from nodeagent.sources.inotify import DirectoryNotFound, DirectoryWatcher, NotADirectory
 from nodeagent.api.times import rfc3339_nano
 from nodeagent.sources.static import (
@@ -411,6 +413,36 @@ async def test_watcher_coalesces_and_ends_when_directory_goes(tmp_path: Path) ->
         assert batch.gone
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(anext(changes), 1)
+
+
+async def test_watcher_drops_unwanted_names_and_waits_only_after_a_removal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An editor's dotfile never shows; a complete file is reported without
+    waiting; a file moved aside and rewritten a moment later (by another
+    thread, 50 ms apart, QUIET stretched to 0.5 s) is one batch, not a
+    removal followed by an addition."""
+    monkeypatch.setattr(inotify, "QUIET", 0.5)
+    write(tmp_path / "a.yaml", "old")
+    async with DirectoryWatcher(tmp_path, settle=1.0, wanted=lambda name: not name.startswith(".")) as watcher:
+        changes = watcher.changes()
+        pending = asyncio.ensure_future(anext(changes))
+        write(tmp_path / ".a.yaml.swp", "x")
+        await asyncio.sleep(0.1)
+        assert not pending.done()
+        started = time.monotonic()
+        write(tmp_path / ".b.yaml", "b")
+        os.rename(tmp_path / ".b.yaml", tmp_path / "b.yaml")
+        assert (await asyncio.wait_for(pending, 1)).names == {"b.yaml"}
+        assert time.monotonic() - started < 0.25
+
+        def editor() -> None:
+            os.rename(tmp_path / "a.yaml", tmp_path / "a.yaml~")
+            time.sleep(0.05)
+            write(tmp_path / "a.yaml", "new")
+        moved = asyncio.ensure_future(asyncio.to_thread(editor))
+        batch = await asyncio.wait_for(anext(changes), 2)
+        await moved
+        assert batch.names == {"a.yaml", "a.yaml~"}
 
 
 async def test_watcher_close_ends_iteration(tmp_path: Path) -> None:

@@ -426,38 +426,35 @@ class PodWorker:
         cgroup with its limits is made while the runtime creates the sandbox
         when runc would make its path anyway (cgroupfs), else first, as the
         kubelet does. Either way no container is created before the limits
-        are written (docs/decisions.md). Returns the pod as observed with its
-        new sandbox, and the volumes' mounts; (None, None) when the sandbox
-        was not created."""
+        are written (docs/decisions.md). Alongside, the cgroup starts only
+        once the volumes are done: its Python work in another thread would
+        hold up the volumes' executor job and so the sandbox. Returns the pod
+        as observed with its new sandbox, and the volumes' mounts; (None,
+        None) when the sandbox was not created."""
         attempt = observed.sandbox.attempt + 1 if observed.sandbox else 0
         config = self._sandbox_config(attempt)
-        cgroup = asyncio.ensure_future(self._ensure_cgroup())
-        cgroup.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, whatever happens
-        sandbox_id = None
+        alongside = self.deps.cgroups.overlaps_sandbox
+        if not alongside and (cgroup_error := await self._ensure_cgroup()) is not None:
+            return self._cgroup_failed(cgroup_error, plan)
+        mounts = await self._prepare_volumes(plan, log_directory=config.log_directory)
+        if mounts is None:  # the volumes said why (FailedMount): no sandbox without them
+            return None, None
+        cgroup = None
+        if alongside:
+            cgroup = asyncio.ensure_future(self._ensure_cgroup())
+            cgroup.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, whatever happens
         try:
-            if not self.deps.cgroups.overlaps_sandbox:
-                await asyncio.wait([cgroup])
-            mounts = await self._prepare_volumes(plan, log_directory=config.log_directory)
-            # the volumes said why (FailedMount) when they failed: no sandbox without them
-            if mounts is not None and not (cgroup.done() and cgroup.result() is not None):
-                sandbox_id = await self._run_sandbox(config, plan)
-            cgroup_error = await cgroup
+            sandbox_id = await self._run_sandbox(config, plan)
+            cgroup_error = await cgroup if cgroup is not None else None
         except BaseException:
-            cgroup.cancel()
+            if cgroup is not None:
+                cgroup.cancel()
             raise
         if cgroup_error is not None:
             if sandbox_id is not None:  # made alongside: it must not stay without its limits
                 await self._ignore_missing(self.deps.cri.stop_pod_sandbox(sandbox_id))
                 await self._ignore_missing(self.deps.cri.remove_pod_sandbox(sandbox_id))
-            # kubelet: "failed to ensure that the pod: <uid> cgroups exist and are correctly applied"
-            self._log.warning("pod cgroup setup failed", error=cgroup_error)
-            self.view.reason, self.view.message = "", ""
-            for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
-                self.view.waiting[c.name] = Waiting("ContainerCreating", f"failed to ensure that the pod: "
-                                                    f"{self.uid} cgroups exist and are correctly applied: "
-                                                    f"{cgroup_error}")
-            plan.soon(SYNC_ERROR_BACKOFF)
-            return None, None
+            return self._cgroup_failed(cgroup_error, plan)
         if sandbox_id is None:
             return None, None
         self._log.info("pod sandbox started", sandbox=sandbox_id, attempt=attempt)
@@ -481,6 +478,16 @@ class PodWorker:
                 self.view.waiting[c.name] = Waiting("ContainerCreating", why)
             plan.soon(SYNC_ERROR_BACKOFF)
             return None
+
+    def _cgroup_failed(self, error: str, plan: _Plan) -> tuple[None, None]:
+        # kubelet: "failed to ensure that the pod: <uid> cgroups exist and are correctly applied"
+        self._log.warning("pod cgroup setup failed", error=error)
+        self.view.reason, self.view.message = "", ""
+        for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
+            self.view.waiting[c.name] = Waiting("ContainerCreating", f"failed to ensure that the pod: "
+                                                f"{self.uid} cgroups exist and are correctly applied: {error}")
+        plan.soon(SYNC_ERROR_BACKOFF)
+        return None, None
 
     async def _ensure_cgroup(self) -> str | None:
         """The pod cgroup with its limits; the error's text if that failed."""

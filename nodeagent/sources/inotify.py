@@ -10,10 +10,14 @@ directory is watched (not recursive), the way the kubelet watches
             ...  # batch.names: the entries that changed
 
 Events that arrive within `settle` seconds of each other form one batch, so an
-editor's write-to-temp + rename is a single update rather than two. Once every
-file in the batch is complete (its last event closed a write, or moved or
-deleted it), only `QUIET` seconds without events are waited for: a writer that
-renames a finished file into place gives no reason to wait longer.
+editor's write-to-temp + rename is a single update rather than two. Once no
+file in the batch is being written, only `QUIET` seconds without events are
+waited for, and none at all when every file's last event completed it (closed
+a write or moved it into place): a writer that renames a finished manifest
+into place gives no reason to wait. A removal still waits `QUIET`, since an
+editor that moves the old file aside writes the new one right after. Names the
+caller does not care about (`wanted`: the static source's dotfiles) are
+dropped, so an editor's temporary file neither delays nor fills a batch.
 `changes()` ends when the watched directory itself is deleted, moved or
 unmounted (the caller re-opens a watcher on the path, or waits for it to
 reappear).
@@ -26,7 +30,7 @@ import ctypes
 import errno
 import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -120,6 +124,7 @@ def parse_events(buf: bytes) -> list[InotifyEvent]:
 class _Pending:
     names: set[str] = field(default_factory=set)
     writing: set[str] = field(default_factory=set)  # names whose write may not be finished
+    removed: set[str] = field(default_factory=set)  # names whose last event moved or deleted them
     overflow: bool = False
     gone: bool = False
 
@@ -130,6 +135,7 @@ class _Pending:
         batch = ChangeBatch(frozenset(self.names), self.overflow, self.gone)
         self.names.clear()
         self.writing.clear()
+        self.removed.clear()
         self.overflow = False
         return batch
 
@@ -137,9 +143,11 @@ class _Pending:
 class DirectoryWatcher:
     """Watches one directory; `changes()` yields coalesced `ChangeBatch`es."""
 
-    def __init__(self, path: Path | str, *, settle: float = DEFAULT_SETTLE) -> None:
+    def __init__(self, path: Path | str, *, settle: float = DEFAULT_SETTLE,
+                 wanted: Callable[[str], bool] | None = None) -> None:
         self._path = Path(path)
         self._settle = settle
+        self._wanted = wanted
         self._fd = -1
         self._wd = -1
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -223,12 +231,18 @@ class DirectoryWatcher:
             self._pending.overflow = True
         if event.wd == self._wd and event.mask & GONE_MASK:
             self._pending.gone = True
-        if event.name:
-            self._pending.names.add(event.name)
-            if event.mask & WRITE_DONE:
-                self._pending.writing.discard(event.name)
+        if event.name and (self._wanted is None or self._wanted(event.name)):
+            pending, name = self._pending, event.name
+            pending.names.add(name)
+            if event.mask & (IN_MOVED_FROM | IN_DELETE):
+                pending.writing.discard(name)
+                pending.removed.add(name)
+            elif event.mask & WRITE_DONE:
+                pending.writing.discard(name)
+                pending.removed.discard(name)
             elif event.mask & WRITE_OPEN and not event.mask & IN_ISDIR:
-                self._pending.writing.add(event.name)
+                pending.writing.add(name)
+                pending.removed.discard(name)
 
     async def changes(self) -> AsyncIterator[ChangeBatch]:
         """Yield batches until the directory goes away or `close()` is called."""
@@ -245,7 +259,13 @@ class DirectoryWatcher:
             # Let the burst finish: wait until `settle` passes without events.
             deadline = loop.time() + MAX_SETTLE
             while not self._pending.gone and not self._closed:
-                settle = self._settle if self._pending.writing else min(self._settle, QUIET)
+                pending = self._pending
+                if pending.writing:
+                    settle = self._settle
+                elif pending.removed or pending.overflow:
+                    settle = min(self._settle, QUIET)
+                else:
+                    break  # every file is complete: nothing to wait for
                 remaining = min(settle, deadline - loop.time())
                 if remaining <= 0:
                     break

@@ -268,7 +268,9 @@ class StaticPodSource:
                 reported = kind
             watcher: DirectoryWatcher | None = None
             if kind in ("dir", "file"):
-                watcher = DirectoryWatcher(self._path if kind == "dir" else self._path.parent)
+                watched = self._path.name
+                watcher = (DirectoryWatcher(self._path, wanted=_is_manifest_name) if kind == "dir" else
+                           DirectoryWatcher(self._path.parent, wanted=lambda name: name == watched))
                 try:
                     watcher.open()
                 except WatchError as exc:
