@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import json
 import re
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -458,3 +459,52 @@ async def test_busy_port_is_a_one_line_error(devenv: DevEnv, tmp_path: Path) -> 
     assert result.returncode == 1, result.stderr[-2000:]
     assert f"nodeagent: error: cannot listen on 127.0.0.1:{port} (healthz)" in result.stderr
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+def _metric(body: str, name: str, **labels: str) -> float:
+    """The sum of `name`'s series whose labels include `labels`."""
+    total = 0.0
+    for line in body.splitlines():
+        series, _, value = line.rpartition(" ")
+        if not (series == name or series.startswith(name + "{")):
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', series))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+async def test_periodic_sync_reads_the_relisted_state(devenv: DevEnv, tmp_path: Path, cri: CRIClient) -> None:
+    """kubelet: the periodic sync (syncFrequency) reads the PLEG's cache. Synced
+    every 1-1.5 s, a running pod costs no CRI status call while the relister
+    shows it unchanged; a container stopped behind the agent's back is still
+    seen (the relister reports it) and restarted."""
+    proc = AgentProcess(devenv, tmp_path, "--sync-frequency", "1s")
+    proc.write_manifest("a.yaml", pod_manifest("a", devenv.busybox, ["sleep", "3600"]))
+    proc.start()
+    try:
+        pod = await proc.wait_pod("a", running)
+        metrics = lambda: asyncio.to_thread(lambda: urllib.request.urlopen(  # noqa: E731
+            f"{proc.base_url}/metrics", timeout=5).read().decode())
+        await asyncio.sleep(2)
+        before = await metrics()
+        await asyncio.sleep(4)
+        after = await metrics()
+        syncs = [_metric(m, "kubelet_pod_worker_duration_seconds_count", operation_type="sync")
+                 for m in (before, after)]
+        assert syncs[1] - syncs[0] >= 2, syncs
+        for call in ("container_status", "podsandbox_status"):
+            counts = [_metric(m, "kubelet_runtime_operations_total", operation_type=call) for m in (before, after)]
+            assert counts[0] == counts[1], (call, counts)
+        assert _metric(after, "kubelet_runtime_operations_total", operation_type="list_containers") > \
+            _metric(before, "kubelet_runtime_operations_total", operation_type="list_containers")
+
+        [main] = [c for c in await containers_of(cri, pod["metadata"]["uid"])
+                  if c.state == pb.ContainerState.CONTAINER_RUNNING]
+        await cri.stop_container(main.id, timeout=0)
+        again = await proc.wait_pod("a", lambda p: running(p) and container(p, "main")["restartCount"] == 1,
+                                    what="restarted after the stop")
+        assert container(again, "main")["lastState"]["terminated"]["exitCode"] == 137
+    finally:
+        proc.stop()
+        devenv.reset(tmp_path)

@@ -104,6 +104,8 @@ class PodWorker:
         self._final_messages: set[str] = set()
         self._messages_pending = False
         self._last_state: StateKey = frozenset()
+        self._last_observed: ObservedPod | None = None  # what _last_state describes
+        self._timed = False  # this sync is a periodic resync or a requested retry, not a wake
         self._relisted: StateKey | None = None  # the relister's latest view of this pod
         self._created: set[str] = set()  # sandbox and container ids the last sync created
         self._inspections: dict[str, asyncio.Future[Any]] = {}  # image -> ImageStatus under way
@@ -168,10 +170,20 @@ class PodWorker:
         listed = {key for key, _ in relisted}
         return all(key in listed or key in self._created for key in mine)
 
-    async def _observe(self) -> ObservedPod:
+    async def _observe(self, *, cached: bool = False) -> ObservedPod:
+        """The pod's sandboxes and containers from the runtime. `cached`: the
+        last observation instead, when the relister has shown nothing newer;
+        for timed syncs, which would otherwise ask the runtime about every pod
+        once a minute for what the relister already watches (the kubelet's
+        periodic sync reads its PLEG cache, too)."""
+        if cached and self._last_observed is not None and (self._relisted is None or self._relist_seen()):
+            return self._last_observed
         observed = await self._observer.observe()
-        self._last_state = observed.state_key
+        self._saw(observed)
         return observed
+
+    def _saw(self, observed: ObservedPod) -> None:
+        self._last_state, self._last_observed = observed.state_key, observed
 
     def evict(self, reason: str, message: str, grace_seconds: int, condition: PodCondition) -> None:
         """The eviction manager's verdict: the pod stops for good and stays
@@ -211,7 +223,10 @@ class PodWorker:
         try:
             while True:
                 remaining = deadline - loop.time()
-                if remaining > 0 and not await wait_event(self._wake, remaining):
+                if remaining > 0:
+                    await wait_event(self._wake, remaining)
+                self._timed = not self._wake.is_set()  # due, and nothing woke the worker
+                if self._timed:
                     self._must_sync = True
                 self._wake.clear()
                 if not self._must_sync and self._relist_seen():
@@ -264,7 +279,7 @@ class PodWorker:
             self._known_empty = False
             observed = ObservedPod(self.uid, (), ())
         else:
-            observed = await self._observe()
+            observed = await self._observe(cached=self._timed)
 
         if self.view.terminal_phase:
             await self._stop_sandboxes(observed)
@@ -317,7 +332,7 @@ class PodWorker:
             return await self._observe()
         if plan.created:
             observed = await self._observer.with_containers(observed, plan.created)
-        self._last_state = observed.state_key
+        self._saw(observed)
         return observed
 
     def _phase(self, observed: ObservedPod) -> str:
