@@ -182,7 +182,8 @@ def details(run: BenchRun) -> list[str]:
     r = run.result
     out: list[str] = []
     if isinstance(r, PodStartResult):
-        out += ["N static pod manifests written at once → all Running on `/pods`, against the same pods' "
+        out += ["N static pod manifests written at once into a running agent (one pod started and removed "
+                "first) → all Running on `/pods` (read over one keep-alive connection), against the same pods' "
                 "CRI calls made directly (ImageStatus, RunPodSandbox, CreateContainer, StartContainer); "
                 "rounds alternate, medians.", "",
                 "| N | agent (s) | raw CRI (s) | ratio | agent CPU (s) | rounds agent / raw (s) |",
