@@ -13,13 +13,13 @@ from nodeagent.api.validation import (
     INVALID,
     REQUIRED,
     FieldError,
-    go_quote,
     is_dns1123_label,
     is_qualified_name,
     is_valid_port_name,
     validate_pod,
     validate_static_pod,
 )
+from nodeagent.gotext import go_quote
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 

@@ -68,6 +68,7 @@ from nodeagent.api.types import (
     unsupported_sources,
     VolumeMount,
 )
+from nodeagent.gotext import go_quote
 from nodeagent.oci.reference import InvalidReferenceError, parse_reference
 
 # -- error kinds (field.ErrorType strings) ------------------------------------
@@ -112,28 +113,6 @@ def render_value(value: object) -> str:
         return go_quote(value)
     return str(value)
 
-
-def go_quote(text: str) -> str:
-    """strconv.Quote: double quotes, Go escapes, printable Unicode kept."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif not ch.isprintable():
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-               "\t": "\\t", "\v": "\\v"}
 
 # -- name rules (k8s.io/apimachinery/pkg/util/validation) --------------------------
 

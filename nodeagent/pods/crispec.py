@@ -41,6 +41,7 @@ from nodeagent.api.types import (
 )
 from nodeagent.cgroups import values as cgroup_values
 from nodeagent.cri.pb import api_pb2 as pb
+from nodeagent.gotext import go_quote, go_strerror
 
 if TYPE_CHECKING:
     from nodeagent.configdata.env import EnvObjects
@@ -122,25 +123,6 @@ def format_pod(pod: Pod) -> str:
     return f"{meta.name}_{meta.namespace}({meta.uid})"
 
 
-def go_quote(text: str) -> str:
-    """Go's %q (strconv.Quote), so messages read exactly like the kubelet's."""
-    escapes = {"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r",
-               "\t": r"\t", "\v": r"\v", "\\": r"\\", '"': r"\""}
-    out = []
-    for ch in text:
-        if ch in escapes:
-            out.append(escapes[ch])
-        elif ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return '"' + "".join(out) + '"'
-
-
 def pod_log_dir(pod: Pod, ctx: NodeContext) -> Path:
     """`<pod_logs_dir>/<namespace>_<name>_<uid>` (BuildPodLogsDirectory)."""
     meta = pod.metadata
@@ -195,13 +177,8 @@ def _read_host_dns(path: Path) -> tuple[list[str], list[str], list[str]]:
         with open(path, "rb") as fh:
             data = fh.read(MAX_RESOLV_CONF_BYTES)
     except OSError as exc:
-        raise ConfigError(f"open {path}: {_go_strerror(exc)}") from exc
+        raise ConfigError(f"open {path}: {go_strerror(exc)}") from exc
     return parse_resolv_conf(data.decode("utf-8", "replace"))
-
-
-def _go_strerror(exc: OSError) -> str:
-    text = exc.strerror or str(exc)
-    return text[:1].lower() + text[1:]
 
 
 def _dedup(items: Iterable[str]) -> list[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeagent.api.types import Container, Pod, Volume, unsupported_sources
+from nodeagent.gotext import go_strerror
 
 EMPTY_DIR_PLUGIN = "kubernetes.io~empty-dir"
 EMPTY_DIR_MODE = 0o777
@@ -236,22 +237,17 @@ def check_host_path_type(path: str, path_type: str | None) -> None:
         try:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, HOST_PATH_FILE_MODE))
         except OSError as exc:
-            raise ValueError(f"open {path}: {_go_strerror(exc)}") from exc
+            raise ValueError(f"open {path}: {go_strerror(exc)}") from exc
         return
     predicate, description = _HOST_PATH_TYPES[path_type]
     if not exists or not predicate(os.stat(path).st_mode):
         raise ValueError(f"hostPath type check failed: {path} is not a {description}")
 
 
-def _go_strerror(exc: OSError) -> str:
-    text = exc.strerror or str(exc)
-    return text[:1].lower() + text[1:]
-
-
 def describe_error(exc: Exception) -> str:
     """An error as the kubelet prints it: `path: message` for OS errors."""
     if isinstance(exc, OSError):
-        return f"{exc.filename}: {_go_strerror(exc)}" if exc.filename else _go_strerror(exc)
+        return f"{exc.filename}: {go_strerror(exc)}" if exc.filename else go_strerror(exc)
     return str(exc)
 
 
