@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,10 @@ class ProbeMode:
     p99_ms: float | None
     max_ms: float | None
     probes: int
+    kept_log: str | None = None  # the agent's log, kept when the window looked wrong
+
+    def expected_probes(self, pods: int, seconds: float) -> int:
+        return 0 if self.period is None else int(2 * pods * seconds / self.period)
 
     @property
     def tag(self) -> str:
@@ -129,12 +134,23 @@ async def measure(env: DevEnv, work: Path, pods: int, period: int | None, second
                        for c in p["status"].get("containerStatuses", []))
         windows = lateness_windows(work / "agent.log", wall0)
         await agent.clear()
-        return ProbeMode(
+        mode = ProbeMode(
             period=period, cpu_pct=100 * cpu / elapsed, rss_mib=rss, start_s=started, restarts=restarts,
             p50_ms=statistics.median(w["p50_ms"] for w in windows) if windows else None,
             p99_ms=max(w["p99_ms"] for w in windows) if windows else None,
             max_ms=max(w["max_ms"] for w in windows) if windows else None,
             probes=sum(w["probes"] for w in windows))
+        # A window that ran far fewer probes than its period implies (session 5
+        # saw one at periodSeconds 1, with a 52 s lateness maximum): keep the
+        # agent's log (warnings, the 30 s lateness summaries) to look into.
+        expected = mode.expected_probes(pods, 30 * len(windows))
+        if period is not None and (not windows or mode.probes < 0.8 * expected):
+            kept = Path(tempfile.mkstemp(prefix=f"nodeagent-bench-probes-p{period}-", suffix=".log")[1])
+            shutil.copyfile(work / "agent.log", kept)
+            mode.kept_log = str(kept)
+            print(f"p{period}: {mode.probes} probes in {len(windows)} windows; agent log kept at {kept}",
+                  file=sys.stderr, flush=True)
+        return mode
     finally:
         agent.stop()
 
