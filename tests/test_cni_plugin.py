@@ -274,3 +274,28 @@ async def test_gc_releases_what_the_runtime_does_not_have(small_net, devenv: Dev
             await cri.stop_pod_sandbox(sandbox)
             await cri.remove_pod_sandbox(sandbox)
     assert cni.allocations() == {}
+
+
+def test_delete_link_while_its_netns_goes_away() -> None:
+    """containerd deletes a pod's netns right after the network DEL; a link the
+    kernel is still unregistering answers EINVAL/ENODEV from sysfs. Reading it
+    or deleting it then is "already gone", never an error (it failed
+    StopPodSandbox in a benchmark: `[Errno 22] Invalid argument`)."""
+    from nodeagent.netns.links import _host_attr, delete_link
+
+    tag = uuid.uuid4().hex[:6]
+    for i in range(10):
+        ns, host = f"na-t-{tag}-{i}", f"nat{tag}{i}"
+        with named_netns(ns):
+            sh("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            try:
+                assert _host_attr(host, "ifindex") is not None
+                deleting = subprocess.Popen(["ip", "netns", "del", ns])
+                deadline = time.monotonic() + 5
+                while _host_attr(host, "ifindex") is not None:  # alive, then dying: never raises
+                    assert time.monotonic() < deadline, f"{host} outlived its peer's netns"
+                assert delete_link(host) is False
+                assert deleting.wait(10) == 0
+            finally:
+                sh("ip", "link", "del", host, check=False)
+        assert host not in sh("ip", "-o", "link")

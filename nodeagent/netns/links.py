@@ -83,12 +83,19 @@ def _mac(ipr: IPRoute, index: int) -> str:
 
 
 def _host_attr(name: str, attr: str) -> str | None:
-    """A host interface attribute from sysfs (no netlink dump): ifindex, address."""
+    """A host interface attribute from sysfs (no netlink dump): ifindex, address.
+    None for a link that is gone or going: while the kernel unregisters it (its
+    peer's netns is being deleted, as the runtime does right after a DEL),
+    sysfs answers EINVAL or ENODEV before the entry disappears."""
     try:
         with open(f"/sys/class/net/{name}/{attr}") as f:
             return f.read().strip()
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENODEV):
+            return None
+        raise
 
 
 def _write_sysctl(path: str, value: str) -> None:
