@@ -203,9 +203,9 @@ async def run(cycles: int = 200, sandboxes: int = 30, breakdown: bool = False,
         finally:
             agent.stop()
             subprocess.run(["ip", "netns", "del", netns])
-            subprocess.run(["rm", "-rf", str(work)])
     finally:
-        env.down()
+        env.down()  # a DEL now runs the plugin's in-process fallback, which writes under work
+        subprocess.run(["rm", "-rf", str(work)])
     return CniResult(cycles=cycles, sandboxes=sandboxes, add=adds, delete=dels, agent_side=inside[:len(adds)],
                      version=version, interpreter=floor, fallback=fallback,
                      sandbox_pod_network=starts["pod network"], sandbox_host_network=starts["host network"])
