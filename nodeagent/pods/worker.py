@@ -184,6 +184,12 @@ class PodWorker:
 
     def _saw(self, observed: ObservedPod) -> None:
         self._last_state, self._last_observed = observed.state_key, observed
+        # A relist made part way through a sync (the sandbox without its new
+        # container) is old news once the sync's own observation covers it; left
+        # in place it would make every later timed sync ask the runtime again,
+        # since the relister reports a pod only when its objects change.
+        if self._relisted is not None and self._relist_seen():
+            self._relisted = None
 
     def evict(self, reason: str, message: str, grace_seconds: int, condition: PodCondition) -> None:
         """The eviction manager's verdict: the pod stops for good and stays
