@@ -105,7 +105,6 @@ class PodWorker:
         self._messages_pending = False
         self._last_state: StateKey = frozenset()
         self._last_observed: ObservedPod | None = None  # what _last_state describes
-        self._timed = False  # this sync is a periodic resync or a requested retry, not a wake
         self._relisted: StateKey | None = None  # the relister's latest view of this pod
         self._created: set[str] = set()  # sandbox and container ids the last sync created
         self._inspections: dict[str, asyncio.Future[Any]] = {}  # image -> ImageStatus under way
@@ -231,8 +230,8 @@ class PodWorker:
                 remaining = deadline - loop.time()
                 if remaining > 0:
                     await wait_event(self._wake, remaining)
-                self._timed = not self._wake.is_set()  # due, and nothing woke the worker
-                if self._timed:
+                timed = not self._wake.is_set()  # due, and nothing woke the worker
+                if timed:
                     self._must_sync = True
                 self._wake.clear()
                 if not self._must_sync and self._relist_seen():
@@ -248,7 +247,7 @@ class PodWorker:
                 self._created = set()
                 self._sandbox_configs = None
                 try:
-                    wait = await self._run_guarded(self._sync)
+                    wait = await self._run_guarded(lambda: self._sync(timed=timed))
                 finally:
                     self._drop_inspections()
                 self._operation = "sync"
@@ -278,14 +277,15 @@ class PodWorker:
 
     # -- sync -------------------------------------------------------------
 
-    async def _sync(self) -> float | None:
+    async def _sync(self, *, timed: bool) -> float | None:
+        """`timed`: a periodic resync or a retry the last sync asked for, not a wake."""
         plan = _Plan()
         self.view.waiting = {}
         if self._known_empty:
             self._known_empty = False
             observed = ObservedPod(self.uid, (), ())
         else:
-            observed = await self._observe(cached=self._timed)
+            observed = await self._observe(cached=timed)
 
         if self.view.terminal_phase:
             await self._stop_sandboxes(observed)

@@ -68,9 +68,11 @@ DEFAULT_SETTLE = 0.01  # an editor's write + rename lands within this; larger on
 QUIET = 0.002  # the settle time once no file in the batch is being written
 # A file rewritten non-stop must still produce batches, so settling stops here.
 MAX_SETTLE = 1.0
-# The events after which a file may still be written to, and those that end that.
+# The events after which a file may still be written to, those that complete it,
+# and those that take it away.
 WRITE_OPEN = IN_CREATE | IN_MODIFY
-WRITE_DONE = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
+WRITE_DONE = IN_CLOSE_WRITE | IN_MOVED_TO
+REMOVED = IN_MOVED_FROM | IN_DELETE
 
 
 class WatchError(OSError):
@@ -234,7 +236,7 @@ class DirectoryWatcher:
         if event.name and (self._wanted is None or self._wanted(event.name)):
             pending, name = self._pending, event.name
             pending.names.add(name)
-            if event.mask & (IN_MOVED_FROM | IN_DELETE):
+            if event.mask & REMOVED:
                 pending.writing.discard(name)
                 pending.removed.add(name)
             elif event.mask & WRITE_DONE:

@@ -311,8 +311,8 @@ class StaticPodSource:
                 if any(b is None or b.gone for b in pending):
                     return  # the caller re-opens the watch and rescans everything
                 full = single_file or any(b.overflow for b in pending if b is not None)
-                names = {n for b in pending if b is not None for n in b.names if _is_manifest_name(n)}
-                if full or names:  # an editor's temporary dotfile alone changes nothing
+                names = {n for b in pending if b is not None for n in b.names}  # the watcher drops dotfiles
+                if full or names:
                     await self.sync(None if full else names)
         finally:
             if pump is not None:
