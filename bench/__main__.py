@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS: dict[str, tuple[Callable[..., Coroutine[Any, Any, object]], Callable[[Any], None],
                             dict[str, object], dict[str, object]]] = {
     "pod_start": (pod_start.run, pod_start.report,
-                  {"rounds": 5, "large_rounds": 3, "sizes": (1, 10, 30, 110), "exits": 30},
+                  {"rounds": 9, "large_rounds": 3, "sizes": (1, 10, 30, 110), "exits": 30},
                   {"rounds": 1, "large_rounds": 1, "sizes": (1, 10, 30, 110), "exits": 5}),
     "probes": (probes.run, probes.report,
                {"pods": 110, "seconds": 60, "periods": (10, 1)},

@@ -5,7 +5,8 @@ agent: 30 pods created at once in the API server double (bound to the node)
        patched), read from the double's store every 50 ms.
 raw:   the same pods' CRI calls made directly and concurrently
        (bench/pod_start.py raw_round: ImageStatus, RunPodSandbox,
-       CreateContainer, StartContainer).
+       PodSandboxStatus, CreateContainer, StartContainer), after the same
+       second of quiet as the agent's round (bench/pod_start.py SETTLE).
 
 The pods are what an API server makes of a plain pod: admission adds the
 kube-api-access projected volume (TokenRequest, tmpfs, atomic writes), which
@@ -32,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cancellable import run_cancellable  # noqa: E402
-from bench.pod_start import AgentVsRaw, raw_round  # noqa: E402
+from bench.pod_start import SETTLE, AgentVsRaw, raw_round  # noqa: E402
 from nodeagent.cri.client import CRIClient  # noqa: E402
 from nodeagent.devenv.env import DevEnv, remove_all_pods  # noqa: E402
 from nodeagent.devenv.registry import free_port  # noqa: E402
@@ -109,6 +110,7 @@ async def agent_round(env: DevEnv, api: APIServerDouble, work: Path, n: int, tag
     agent = Agent(env, work / tag, api.kubeconfig(work / f"{tag}.kubeconfig", user=f"system:node:{NODE}"))
     try:
         await wait_until(lambda: api.get("v1", "Node", None, NODE) is not None, 0.05)
+        await asyncio.sleep(SETTLE)  # past its start-up, as the raw round starts from quiet
         names = [f"{tag}-{i}" for i in range(n)]
         start = time.monotonic()
         for name in names:

@@ -1,13 +1,17 @@
 """Pod start through nodeagent vs the raw CRI lower bound, in the same run.
 
 agent: N static pod manifests written at once into a running agent (one pod
-       started and removed first, so the agent is past its start-up) → all N
+       started and removed first, so the agent is past its start-up, then a
+       second of quiet as before a raw round) → all N
        reported Running on the read-only /pods (polled every 5/20/50 ms for
        N = 1/10/30 over one keep-alive connection).
 raw:   the same pods' CRI calls made directly and concurrently through
-       nodeagent.cri: ImageStatus, RunPodSandbox, CreateContainer,
-       StartContainer (the configs come from the same crispec code), timed
-       until every StartContainer has returned.
+       nodeagent.cri: ImageStatus, RunPodSandbox, PodSandboxStatus (the pod
+       IP for the container's /etc/hosts), CreateContainer, StartContainer
+       (the configs, the hosts and termination-log files come from the
+       agent's own code, so the containers are the same), timed
+       (after the same second of quiet) until every StartContainer has
+       returned.
 
 The two alternate round by round (which goes first alternates too) and the
 medians are compared, because these VMs are noisy. Also measured: how long
@@ -42,11 +46,21 @@ from nodeagent.cri.client import CRIClient  # noqa: E402
 from nodeagent.devenv.env import DevEnv, remove_all_pods  # noqa: E402
 from nodeagent.devenv.registry import free_port  # noqa: E402
 from nodeagent.logsetup import configure_logging  # noqa: E402
-from nodeagent.pods import crispec  # noqa: E402
+from nodeagent.netns import hosts as etchosts  # noqa: E402
+from nodeagent.pods import crispec, volumes  # noqa: E402
 from nodeagent.sources.static import apply_static_defaults  # noqa: E402
 
 NODE = "benchnode"
 POLL_BY_SIZE = {1: 0.005, 10: 0.02, 30: 0.05, 110: 0.1}  # seconds between reads of /pods
+# Seconds of quiet before a measured round, in both modes: the agent's round
+# follows its warm-up pod's removal, whose tail (containerd's garbage
+# collection, the agent's pod directory and cgroup cleanup) would otherwise
+# run inside the measured window while the raw round starts from quiet.
+SETTLE = 1.0
+# Starts measured per round: a single pod's start (~0.25 s) varies by ±20 %
+# on these VMs, so N = 1 takes three samples per round, each after its own
+# quiet second (the agent's within one running agent, the raw's one by one).
+REPEATS_BY_SIZE = {1: 3}
 WAIT_TIMEOUT = 600.0  # seconds: a round that takes longer is stuck, not slow
 VERBOSITY = 0
 
@@ -76,8 +90,9 @@ class AgentVsRaw:
 
 @dataclass
 class SizeTimes(AgentVsRaw):
-    """One N: per-round seconds to all Running (agent), to the last
-    StartContainer (raw), and the agent's CPU seconds per round."""
+    """One N: per-start seconds to all Running (agent), to the last
+    StartContainer (raw), and the agent's CPU seconds per start (one start
+    per round, REPEATS_BY_SIZE for small N)."""
     n: int
     agent_s: list[float] = field(default_factory=list)
     raw_s: list[float] = field(default_factory=list)
@@ -121,19 +136,23 @@ class PodsReader:
     """GET /pods over one keep-alive connection, as a polling client would:
     a new TCP connection per read costs the agent about 1 ms of CPU, which at
     a read every 5 ms competes with the runtime for the 2 CPUs being measured.
+    An unchanged body is not decoded again, for the same reason.
     One reader per polling loop (http.client connections are not shared)."""
 
     def __init__(self, port: int) -> None:
         self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self._last: tuple[bytes, list[dict]] | None = None
 
     def get(self) -> list[dict]:
         try:
             self._conn.request("GET", "/pods")
-            resp = self._conn.getresponse()
-            return json.loads(resp.read())["items"]
+            body = self._conn.getresponse().read()
         except (OSError, http.client.HTTPException):
             self._conn.close()  # reconnects on the next read
             raise
+        if self._last is None or self._last[0] != body:
+            self._last = (body, json.loads(body)["items"])
+        return self._last[1]
 
     def close(self) -> None:
         self._conn.close()
@@ -178,11 +197,14 @@ class Agent:
         tmp.rename(self.manifests / name)
 
     async def wait(self, predicate, poll: float = 0.01, timeout: float = WAIT_TIMEOUT) -> float:
+        """Read /pods every `poll` seconds until `predicate` holds. The reads
+        block this loop, which has nothing else to do meanwhile: a thread hop
+        per read would only add CPU beside the runtime being measured."""
         deadline = time.monotonic() + timeout
         reader = PodsReader(self.port)
         try:
             while True:
-                pods = await asyncio.to_thread(reader.get)
+                pods = reader.get()
                 if predicate(pods):
                     return time.monotonic()
                 if time.monotonic() > deadline:
@@ -222,27 +244,36 @@ def all_running(n: int):
         and all("running" in c["state"] for c in p["status"].get("containerStatuses", [])) for p in pods)
 
 
-async def agent_round(env: DevEnv, work: Path, n: int, tag: str) -> tuple[float, float, float]:
-    """(seconds to all Running, agent RSS MiB with the n pods, agent CPU
-    seconds spent starting them). The agent only
-    runs during its own rounds: it owns the runtime and would remove the raw
-    rounds' pods as orphans, as the kubelet would."""
+async def agent_round(env: DevEnv, work: Path, n: int, tag: str,
+                      repeats: int = 1) -> tuple[list[float], float, list[float]]:
+    """Per start: seconds to all Running and agent CPU seconds spent; and
+    the agent's largest RSS MiB with the n pods. `repeats` starts, one after
+    another, in one agent. The agent only runs during its own rounds: it owns
+    the runtime and would remove the raw rounds' pods as orphans, as the
+    kubelet would."""
     agent = Agent(env, work / tag)
+    elapsed: list[float] = []
+    cpus: list[float] = []
+    rss = 0.0
     try:
         await agent.warm_up()
-        cpu = agent.cpu_seconds()
-        start = time.monotonic()
-        for i in range(n):
-            agent.write(f"{tag}-{i}.yaml", manifest(f"{tag}-{i}", env.busybox, ["sleep", "3600"]))
-        # Poll often enough to resolve the time, rarely enough not to load the
-        # agent being measured: under 2 % of the expected start time.
-        done = await agent.wait(all_running(n), poll=POLL_BY_SIZE.get(n, 0.05))
-        cpu = agent.cpu_seconds() - cpu
-        rss = agent.rss_mib()
-        await agent.clear()
+        for k in range(repeats):
+            await asyncio.sleep(SETTLE)
+            cpu = agent.cpu_seconds()
+            start = time.monotonic()
+            for i in range(n):
+                name = f"{tag}-{k}-{i}"
+                agent.write(f"{name}.yaml", manifest(name, env.busybox, ["sleep", "3600"]))
+            # Poll often enough to resolve the time, rarely enough not to load the
+            # agent being measured: under 2 % of the expected start time.
+            done = await agent.wait(all_running(n), poll=POLL_BY_SIZE.get(n, 0.05))
+            cpus.append(agent.cpu_seconds() - cpu)
+            elapsed.append(done - start)
+            rss = max(rss, agent.rss_mib())
+            await agent.clear()
     finally:
         agent.stop()
-    return done - start, rss, cpu
+    return elapsed, rss, cpus
 
 
 async def raw_round(env: DevEnv, image: str, n: int, tag: str, work: Path) -> float:
@@ -261,16 +292,32 @@ async def raw_round(env: DevEnv, image: str, n: int, tag: str, work: Path) -> fl
                                            cgroup_parent=f"{env.cgroup_parent('raw')}/pod{pod.metadata.uid}")
             Path(sconf.log_directory).mkdir(parents=True, exist_ok=True)
             sid = await cri.run_pod_sandbox(sconf)
-            cconf = crispec.container_config(pod, pod.spec.containers[0], ctx, attempt=0, image_ref=image_ref,
-                                             sandbox_ip="", mounts={}, termination_log=None)
+            # The same container as the agent's: its /etc/hosts (which needs
+            # the pod IP) and termination-log mounts.
+            network = (await cri.pod_sandbox_status(sid)).status.network
+            ips = tuple(ip for ip in [network.ip, *(a.ip for a in network.additional_ips)] if ip)
+            container = pod.spec.containers[0]
+            termination_log, hosts = await asyncio.to_thread(container_files, pod, container, ctx, ips)
+            cconf = crispec.container_config(pod, container, ctx, attempt=0, image_ref=image_ref,
+                                             sandbox_ip=ips[0] if ips else "", mounts={},
+                                             termination_log=termination_log)
+            if hosts is not None:
+                cconf.mounts.append(hosts)
             cid = await cri.create_container(sid, cconf, sconf)
             await cri.start_container(cid)
 
+        await asyncio.sleep(SETTLE)  # as the agent's round does
         start = time.monotonic()
         await asyncio.gather(*(one(p) for p in pods))
         elapsed = time.monotonic() - start
     await remove_all_pods(env.endpoint)
     return elapsed
+
+
+def container_files(pod, container, ctx: crispec.NodeContext, ips: tuple[str, ...]):
+    """The container's termination-log file and /etc/hosts mount, as the agent makes them."""
+    return (volumes.termination_log_path(ctx.root_dir, pod.metadata.uid, container.name, 0),
+            etchosts.container_hosts_mount(pod, container, ctx, ips))
 
 
 async def exit_detection(agent: Agent, image: str, count: int) -> list[float]:
@@ -323,16 +370,18 @@ async def run(rounds: int = 5, sizes: tuple[int, ...] = (1, 10, 30), exits: int 
                 if r >= (large if n > 30 else rounds):
                     continue
                 order = ("agent", "raw") if r % 2 == 0 else ("raw", "agent")
+                repeats = REPEATS_BY_SIZE.get(n, 1)
                 for mode in order:
                     tag = f"r{r}n{n}{mode[0]}"
                     if mode == "agent":
-                        elapsed, used, cpu = await agent_round(env, work, n, tag)
-                        times.agent_s.append(elapsed)
-                        times.agent_cpu_s.append(cpu)
+                        elapsed, used, cpu = await agent_round(env, work, n, tag, repeats)
+                        times.agent_s += elapsed
+                        times.agent_cpu_s += cpu
                         if n == max(sizes):
                             rss = max(rss, used)
                     else:
-                        times.raw_s.append(await raw_round(env, env.busybox, n, tag, work))
+                        for k in range(repeats):
+                            times.raw_s.append(await raw_round(env, env.busybox, n, f"{tag}{k}", work))
         delays = []
         if exits:
             agent = Agent(env, work / "exits")
@@ -351,7 +400,7 @@ def report(result: PodStartResult) -> None:
               else f"{result.rounds} rounds ({result.large_rounds} for N > 30)")
     print(f"\npod start, manifest written -> Running on /pods vs raw CRI, {rounds}, medians")
     print(f"{'N':>4} {'agent s':>9} {'raw s':>9} {'ratio':>7} {'agent CPU s':>12}   "
-          "agent rounds / raw rounds")
+          "agent starts / raw starts")
     for t in result.sizes:
         print(f"{t.n:>4} {t.agent:9.3f} {t.raw:9.3f} {t.ratio:7.2f}x {t.cpu:12.2f}   "
               f"{' '.join(f'{x:.2f}' for x in t.agent_s)} / "

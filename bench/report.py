@@ -183,10 +183,12 @@ def details(run: BenchRun) -> list[str]:
     out: list[str] = []
     if isinstance(r, PodStartResult):
         out += ["N static pod manifests written at once into a running agent (one pod started and removed "
-                "first) → all Running on `/pods` (read over one keep-alive connection), against the same pods' "
-                "CRI calls made directly (ImageStatus, RunPodSandbox, CreateContainer, StartContainer); "
-                "rounds alternate, medians.", "",
-                "| N | agent (s) | raw CRI (s) | ratio | agent CPU (s) | rounds agent / raw (s) |",
+                "first, then a second of quiet) → all Running on `/pods` (read over one keep-alive connection), "
+                "against the same pods' CRI calls made directly after the same quiet second (ImageStatus, "
+                "RunPodSandbox, PodSandboxStatus, CreateContainer, StartContainer, with the agent's own "
+                "/etc/hosts and termination-log mounts); rounds alternate, medians; N = 1 takes three starts "
+                "per round.", "",
+                "| N | agent (s) | raw CRI (s) | ratio | agent CPU (s) | starts agent / raw (s) |",
                 "|---|---|---|---|---|---|"]
         out += [f"| {t.n} | {t.agent:.3f} | {t.raw:.3f} | **{t.ratio:.2f}×** | {t.cpu:.2f} | "
                 f"{_rounds(t.agent_s)} / {_rounds(t.raw_s)} |" for t in r.sizes]

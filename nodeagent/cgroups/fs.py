@@ -47,14 +47,12 @@ class CgroupBackend(ABC):
     @abstractmethod
     def exists(self, path: str) -> bool: ...
 
-    def create(self, path: str, config: ResourceConfig, apply_existing: bool = False) -> bool:
-        """`ensure` for a cgroup that must not exist yet (a pod's): the check
-        and the creation in one call, so one executor hop. True if created.
-        `apply_existing`: one that exists gets `config` too (someone else, such
-        as runc, may have made the directories without limits)."""
+    def create(self, path: str, config: ResourceConfig) -> bool:
+        """`ensure` for a pod's cgroup, and whether it was missing: the check
+        and the creation in one call, so one executor hop. One that exists
+        gets `config` again (each new sandbox re-asserts its pod's limits)."""
         created = not self.exists(path)
-        if created or apply_existing:
-            self.ensure(path, config)
+        self.ensure(path, config)
         return created
 
     def procs(self, path: str) -> list[int]:

@@ -62,14 +62,6 @@ class CgroupManager:
     def pod_cgroup(self, pod: Pod) -> names.CgroupName:
         return names.pod_cgroup(self.root, pod_qos_class(pod), pod.metadata.uid)
 
-    @property
-    def overlaps_sandbox(self) -> bool:
-        """Whether a pod's cgroup may be made while its sandbox is: with
-        cgroupfs, runc creates the sandbox's cgroup path itself (mkdir -p) and
-        `ensure_pod` writes the limits whoever made the directories. With
-        systemd the slice is systemd's, and it comes first (kubelet order)."""
-        return self.driver == names.CGROUPFS
-
     def pod_parent(self, pod: Pod) -> str:
         """The sandbox's cgroup_parent (for systemd, the expanded slice path,
         whose last element containerd uses as the slice)."""
@@ -121,13 +113,12 @@ class CgroupManager:
     # -- pods ---------------------------------------------------------------
 
     async def ensure_pod(self, pod: Pod) -> str:
-        """Create the pod's cgroup with its limits if missing (with cgroupfs,
-        write the limits even when it exists: runc may have made it for a
-        sandbox created meanwhile); returns the cgroup_parent. Raises
-        CgroupError with a message for the pod status."""
+        """Create the pod's cgroup if missing and write its limits (before
+        each new sandbox, as the kubelet does); returns the cgroup_parent.
+        Raises CgroupError with a message for the pod status."""
         path = self.pod_parent(pod)
         config = pod_resource_config(pod, self.policy)
-        if await self._run(self.backend.create, path, config, self.overlaps_sandbox):
+        if await self._run(self.backend.create, path, config):
             log.debug("pod cgroup created", pod=pod.full_name, pod_uid=pod.metadata.uid, cgroup=path,
                       cpu_shares=config.cpu_shares, cpu_quota=config.cpu_quota,
                       memory_limit=config.memory_limit, pids_limit=config.pids_limit)

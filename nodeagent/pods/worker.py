@@ -443,39 +443,19 @@ class PodWorker:
 
     async def _create_sandbox(self, observed: ObservedPod, plan: _Plan
                               ) -> tuple[ObservedPod | None, dict[str, str] | None]:
-        """The volumes and the log directory, then RunPodSandbox; the pod
-        cgroup with its limits is made while the runtime creates the sandbox
-        when runc would make its path anyway (cgroupfs), else first, as the
-        kubelet does. Either way no container is created before the limits
-        are written (docs/decisions.md). Alongside, the cgroup starts only
-        once the volumes are done: its Python work in another thread would
-        hold up the volumes' executor job and so the sandbox. Returns the pod
+        """The kubelet's order: the pod cgroup with its limits, the volumes
+        and the log directory, then RunPodSandbox (docs/decisions.md says why
+        the cgroup is no longer made while the sandbox is). Returns the pod
         as observed with its new sandbox, and the volumes' mounts; (None,
         None) when the sandbox was not created."""
         attempt = observed.sandbox.attempt + 1 if observed.sandbox else 0
         config = self._sandbox_config(attempt)
-        alongside = self.deps.cgroups.overlaps_sandbox
-        if not alongside and (cgroup_error := await self._ensure_cgroup()) is not None:
+        if (cgroup_error := await self._ensure_cgroup()) is not None:
             return self._cgroup_failed(cgroup_error, plan)
         mounts = await self._prepare_volumes(plan, log_directory=config.log_directory)
         if mounts is None:  # the volumes said why (FailedMount): no sandbox without them
             return None, None
-        cgroup = None
-        if alongside:
-            cgroup = asyncio.ensure_future(self._ensure_cgroup())
-            cgroup.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, whatever happens
-        try:
-            sandbox_id = await self._run_sandbox(config, plan)
-            cgroup_error = await cgroup if cgroup is not None else None
-        except BaseException:
-            if cgroup is not None:
-                cgroup.cancel()
-            raise
-        if cgroup_error is not None:
-            if sandbox_id is not None:  # made alongside: it must not stay without its limits
-                await self._ignore_missing(self.deps.cri.stop_pod_sandbox(sandbox_id))
-                await self._ignore_missing(self.deps.cri.remove_pod_sandbox(sandbox_id))
-            return self._cgroup_failed(cgroup_error, plan)
+        sandbox_id = await self._run_sandbox(config, plan)
         if sandbox_id is None:
             return None, None
         self._log.info("pod sandbox started", sandbox=sandbox_id, attempt=attempt)
