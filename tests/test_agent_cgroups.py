@@ -14,7 +14,7 @@ from nodeagent import hostinfo
 from nodeagent.api.quantity import Quantity
 from nodeagent.cri.client import CRIClient
 from nodeagent.devenv.env import DevEnv
-from tests.agentproc import AgentProcess, container, pod_manifest, running
+from tests.agentproc import NODE_NAME, AgentProcess, container, pod_manifest, running
 from tests.polling import wait_for
 
 CGROUP = Path("/sys/fs/cgroup")
@@ -124,9 +124,9 @@ async def test_qos_cgroup_files_and_oom_scores(devenv: DevEnv, tmp_path: Path, c
 
 async def test_pod_limits_are_in_place_when_the_app_container_starts(agent: AgentProcess,
                                                                      devenv: DevEnv) -> None:
-    # The pod cgroup is made while the runtime creates the sandbox (cgroupfs);
-    # the app container's first act reads its pod cgroup's limits from the
-    # host's hierarchies: they are already written, whoever made the directory.
+    # The pod cgroup and its limits come before the sandbox (the kubelet's
+    # order); the app container's first act reads its pod cgroup's limits
+    # from the host's hierarchies: they are written.
     script = ("d=$(dirname $(grep :memory: /proc/self/cgroup | cut -d: -f3)); "
               "cat /host-cgroup/memory$d/memory.limit_in_bytes /host-cgroup/cpu$d/cpu.cfs_quota_us "
               "/host-cgroup/cpu$d/cpu.shares; sleep 3600")
@@ -144,6 +144,37 @@ async def test_pod_limits_are_in_place_when_the_app_container_starts(agent: Agen
     assert values == [str(48 * MI), "30000", "307"]  # Guaranteed: 48Mi, 300m
     agent.remove_manifest("limits.yaml")
     await agent.wait_gone("limits")
+
+
+async def test_limits_the_kernel_refuses_leave_the_pod_without_a_sandbox(agent: AgentProcess, devenv: DevEnv,
+                                                                       cri: CRIClient) -> None:
+    """A CPU quota on kubepods (an operator's, say) makes cgroup v1 refuse a
+    larger one below it: that pod waits in ContainerCreating with the
+    kubelet's message and gets no sandbox; the pod beside it runs; removing
+    it leaves no cgroup behind."""
+    quota = CGROUP / "cpu" / agent.cgroup_root.lstrip("/") / "kubepods" / "cpu.cfs_quota_us"
+    quota.write_text("50000")  # half a CPU for all pods
+    try:
+        agent.write_manifest("big.yaml", resources_manifest("big", devenv.busybox, "{limits: {cpu: 1, memory: 32Mi}}"))
+        agent.write_manifest("small.yaml", resources_manifest("small", devenv.busybox, "{requests: {memory: 16Mi}}"))
+        await agent.wait_pod("small", running, timeout=60, what="Running")
+        pod = await agent.wait_pod("big", lambda p: container(p, "main")["state"].get("waiting", {}).get("message"),
+                                   timeout=30, what="a waiting message")
+        waiting = container(pod, "main")["state"]["waiting"]
+        uid = pod["metadata"]["uid"]
+        assert waiting["reason"] == "ContainerCreating" and pod["status"]["phase"] == "Pending"
+        assert waiting["message"].startswith(f"failed to ensure that the pod: {uid} cgroups exist and are "
+                                             "correctly applied: "), waiting["message"]
+        assert waiting["message"].endswith("Invalid argument"), waiting["message"]
+        names = {s.labels["io.kubernetes.pod.name"] for s in await cri.list_pod_sandbox()}
+        assert names == {f"small-{NODE_NAME}"}, "no sandbox for the pod whose limits failed"
+        for name in ("big", "small"):
+            agent.remove_manifest(f"{name}.yaml")
+            await agent.wait_gone(name)
+        await wait_for(lambda: not any(pod_dirs(agent, h) for h in ALL_HIERARCHIES), timeout=30,
+                       what="every pod cgroup removed")
+    finally:
+        quota.write_text("-1")
 
 
 async def test_memory_hog_is_oom_killed_and_restarted(agent: AgentProcess, devenv: DevEnv) -> None:

@@ -4,8 +4,9 @@ A real `nodeagent run` whose cgroup threads (the `na-cgroup-*` pool,
 nodeagent/executors.py) are frozen by the kernel: the test moves exactly
 those threads into a v1 freezer cgroup of its own and freezes it. Every
 cgroup operation the agent starts then waits, as it does when cgroupfs
-stalls on these VMs; the read-only API, healthz, metrics and the pod's other
-preparations must go on, and the pod must start once the threads thaw.
+stalls on these VMs; the read-only API, healthz and metrics must go on, the
+pod must wait (no sandbox before its cgroup, the kubelet's order) and start
+once the threads thaw.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nodeagent.cri.client import CRIClient
 from nodeagent.executors import CGROUP_THREADS
-from tests.agentproc import NODE_NAME, AgentProcess, phase, pod_manifest, running
+from tests.agentproc import AgentProcess, phase, pod_manifest, running
 from tests.polling import wait_for
 
 FREEZER = Path("/sys/fs/cgroup/freezer")
@@ -80,7 +82,7 @@ def timed_get(url: str) -> tuple[float, bytes]:
         return time.monotonic() - start, resp.read()
 
 
-async def test_api_answers_while_cgroup_work_is_stuck(agent: AgentProcess) -> None:
+async def test_api_answers_while_cgroup_work_is_stuck(agent: AgentProcess, cri: CRIClient) -> None:
     assert agent.process is not None
     pid = agent.process.pid
     pool = threads(pid, "na-cgroup-")
@@ -97,10 +99,8 @@ async def test_api_answers_while_cgroup_work_is_stuck(agent: AgentProcess) -> No
             container_extra="    resources: {requests: {cpu: 10m}}\n"))
         pod = await wait_for(lambda: agent.pod("stalled"), timeout=10, what="the pod listed on /pods")
         uid = pod["metadata"]["uid"]
-        # runc makes the pod cgroup's directories for the sandbox (worker.py
-        # writes the limits meanwhile); 10m of cpu is cpu.shares 10.
+        # 10m of cpu is cpu.shares 10, written before the sandbox is made.
         shares = CPU / root / "kubepods" / "burstable" / f"pod{uid}" / "cpu.shares"
-        log_dir = agent.logs_dir / f"default_stalled-{NODE_NAME}_{uid}"
         end = time.monotonic() + STALL
         while time.monotonic() < end:
             for path, url in urls.items():
@@ -114,8 +114,9 @@ async def test_api_answers_while_cgroup_work_is_stuck(agent: AgentProcess) -> No
         assert not shares.exists() or shares.read_text().strip() == "1024"
         pod = await agent.pod("stalled")
         assert pod is not None and phase(pod) == "Pending" and not running(pod)
-        # Work in the other pools went on: the log directory is made beside the cgroup.
-        assert log_dir.is_dir()
+        # The kubelet's order: no sandbox before the pod cgroup has its limits.
+        sandboxes = await cri.list_pod_sandbox()
+        assert not [s for s in sandboxes if s.metadata.uid == uid], sandboxes
         assert set(threads(pid, "na-cgroup-")) == set(pool)  # no thread made to get around the freeze
     assert all(s < ANSWER_WITHIN for s in slowest.values()), slowest
     await agent.wait_pod("stalled", running, timeout=60, what="Running once the cgroup threads thawed")

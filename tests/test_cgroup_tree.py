@@ -4,13 +4,14 @@ The real v1 hierarchy is exercised with containerd in test_agent_cgroups.py."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
 
 from nodeagent.api.quantity import Quantity
 from nodeagent.api.types import Container, ObjectMeta, Pod, PodSpec, ResourceRequirements
-from nodeagent.cgroups import names
+from nodeagent.cgroups import fs, names
 from nodeagent.cgroups.detect import CgroupSetupError, HostCgroups, check_setup, driver_from_status_info
 from nodeagent.cgroups.fs import CgroupBusy, CgroupV1, CgroupV2
 from nodeagent.cgroups.manager import CgroupManager
@@ -171,6 +172,35 @@ async def test_v2_tree_systemd_names(tmp_path: Path) -> None:
     await manager.remove_orphans()
     assert (mount / paths["g"].lstrip("/")).is_dir()
     assert not (mount / paths["b"].lstrip("/")).exists() and not (mount / paths["e"].lstrip("/")).exists()
+
+
+async def test_a_cgroup_torn_down_while_read_counts_as_gone(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """cgroupfs answers ENODEV for the files of a cgroup the kernel is still
+    removing (runc tearing down a container's while the pod's is scanned):
+    that one has no processes and no usage; it does not fail the scan (which
+    stopped the agent once, from housekeeping)."""
+    mount = v1_tree(tmp_path)
+    pod = mount / "memory" / "kubepods" / "podx"
+    for d, pids in ((pod, "10\n"), (pod / "live", "11\n"), (pod / "dying", "12\n")):
+        d.mkdir(parents=True)
+        (d / "cgroup.procs").write_text(pids)
+    (pod / "memory.usage_in_bytes").write_text("4096")
+    (pod / "memory.stat").write_text("total_inactive_file 1024\n")
+    real_read = fs._read
+
+    def read(path: Path) -> str:
+        if "dying" in path.parts or path.name == "memory.stat":
+            raise OSError(errno.ENODEV, "No such device")
+        return real_read(path)
+
+    monkeypatch.setattr(fs, "_read", read)
+    backend = CgroupV1(mount)
+    assert backend.procs("/kubepods/podx") == [10, 11]
+    assert backend.memory_working_set("/kubepods/podx") is None
+    monkeypatch.setattr(fs, "_read", lambda path: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError):  # anything else is still an error
+        backend.procs("/kubepods/podx")
 
 
 async def test_v1_tree_systemd_names(tmp_path: Path) -> None:

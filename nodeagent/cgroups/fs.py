@@ -88,14 +88,23 @@ class CgroupBackend(ABC):
             _rmdir_tree(d)
 
 
+def _gone(exc: OSError) -> bool:
+    """A cgroup removed under the reader: ENOENT, or ENODEV from the files of
+    one the kernel is still tearing down (runc removing a container's)."""
+    return exc.errno in (errno.ENOENT, errno.ENODEV)
+
+
 def _procs_below(top: Path) -> list[int]:
     found: set[int] = set()
     for root, _, files in os.walk(top):
         if "cgroup.procs" in files:
             try:
                 found.update(int(p) for p in _read(Path(root) / "cgroup.procs").split())
-            except (FileNotFoundError, ValueError):
+            except ValueError:
                 pass
+            except OSError as exc:
+                if not _gone(exc):
+                    raise
     return sorted(found)
 
 
@@ -256,13 +265,23 @@ class CgroupV1(CgroupBackend):
 
     def memory_working_set(self, path: str) -> int | None:
         d = (self.mount / "memory").joinpath(*_parts(path))
-        usage = _int_file(d / "memory.usage_in_bytes")
-        if usage is None:
-            return None
-        return max(0, usage - _stat_value(d / "memory.stat", "total_inactive_file"))
+        return _working_set(d / "memory.usage_in_bytes", d / "memory.stat", "total_inactive_file")
 
     def pids_current(self, path: str) -> int | None:
         return _int_file((self.mount / "pids").joinpath(*_parts(path), "pids.current"))
+
+
+def _working_set(usage_file: Path, stat_file: Path, inactive_key: str) -> int | None:
+    """usage − inactive file pages; None when the cgroup is gone (or going)."""
+    usage = _int_file(usage_file)
+    if usage is None:
+        return None
+    try:
+        return max(0, usage - _stat_value(stat_file, inactive_key))
+    except OSError as exc:
+        if _gone(exc):
+            return None
+        raise
 
 
 def _stat_value(path: Path, key: str) -> int:
@@ -276,8 +295,12 @@ def _stat_value(path: Path, key: str) -> int:
 def _int_file(path: Path) -> int | None:
     try:
         return int(_read(path))
-    except (FileNotFoundError, ValueError):
+    except ValueError:
         return None
+    except OSError as exc:
+        if _gone(exc):
+            return None
+        raise
 
 
 def _inherit_cpuset(parent: Path, child: Path) -> None:
@@ -346,10 +369,7 @@ class CgroupV2(CgroupBackend):
 
     def memory_working_set(self, path: str) -> int | None:
         d = self.mount.joinpath(*_parts(path))
-        usage = _int_file(d / "memory.current")
-        if usage is None:
-            return None
-        return max(0, usage - _stat_value(d / "memory.stat", "inactive_file"))
+        return _working_set(d / "memory.current", d / "memory.stat", "inactive_file")
 
     def pids_current(self, path: str) -> int | None:
         return _int_file(self.mount.joinpath(*_parts(path), "pids.current"))

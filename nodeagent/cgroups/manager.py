@@ -109,6 +109,8 @@ class CgroupManager:
                 await self.update_tiers(force=True)
             except CgroupError as exc:
                 log.warning("QoS cgroup update failed", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug or a surprise: log it, never stop the agent
+                log.exception("QoS cgroup update failed", error=repr(exc))
 
     # -- pods ---------------------------------------------------------------
 

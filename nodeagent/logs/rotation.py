@@ -97,6 +97,8 @@ class LogRotator:
                 await self.rotate_all()
             except CRIError as exc:
                 log.warning("log rotation skipped", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - a full disk, a bug: log it, never stop the agent
+                log.exception("log rotation failed", error=repr(exc))
 
     async def rotate_all(self) -> None:
         """One List call and one executor job for the sizes each round: a

@@ -268,6 +268,8 @@ class PodManager:
                     await self.deps.cgroups.remove_orphans()
                 except (CRIError, CgroupError) as exc:
                     log.warning("housekeeping failed", error=str(exc))
+                except Exception as exc:  # noqa: BLE001 - a bug or a surprise: log it, never stop the agent
+                    log.exception("housekeeping failed", error=repr(exc))
 
     async def remove_orphans(self) -> None:
         """Sandboxes of pods no source wants (e.g. removed while the agent was down)."""
