@@ -303,7 +303,6 @@ class PodWorker:
             if observed.running_containers:
                 await self._stop_containers(observed.running_containers, self._grace())
                 plan.changed = True
-            self._inspect_images()
             created, mounts = await self._create_sandbox(observed, plan)
             if created is None:
                 await self._publish(observed)
@@ -455,7 +454,9 @@ class PodWorker:
         mounts = await self._prepare_volumes(plan, log_directory=config.log_directory)
         if mounts is None:  # the volumes said why (FailedMount): no sandbox without them
             return None, None
-        sandbox_id = await self._run_sandbox(config, plan)
+        running = asyncio.ensure_future(self._run_sandbox(config, plan))
+        self._inspect_images()  # goes out after RunPodSandbox, answered while it runs
+        sandbox_id = await running
         if sandbox_id is None:
             return None, None
         self._log.info("pod sandbox started", sandbox=sandbox_id, attempt=attempt)
@@ -501,8 +502,10 @@ class PodWorker:
     def _inspect_images(self) -> None:
         """ImageStatus for the containers a new sandbox starts first (the first
         init container, else the app containers), while the sandbox is made:
-        the container config needs the image only at CreateContainer. Pulls,
-        and their events, still happen in _start, in the kubelet's order."""
+        the container config needs the image only at CreateContainer. Asked
+        once RunPodSandbox went out, so the call's CPU overlaps the sandbox's
+        wait, not the pod cgroup's thread (docs/decisions.md). Pulls, and
+        their events, still happen in _start, in the kubelet's order."""
         spec = self.pod.spec
         for c in spec.init_containers[:1] or spec.containers:
             if c.image not in self._inspections:
