@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nodeagent.cri.client import CRIClient
 from nodeagent.devenv.env import DevEnv
 from nodeagent.devenv.registry import Registry
 from tests.polling import wait_for
@@ -34,10 +35,12 @@ def _waiting(pod: dict[str, Any]) -> dict[str, Any]:
     return statuses[0].get("state", {}).get("waiting") or {}
 
 
-async def test_private_registry_needs_the_pull_secret(devenv: DevEnv, apiserver, tmp_path: Path) -> None:
+async def test_private_registry_needs_the_pull_secret(devenv: DevEnv, cri: CRIClient, apiserver,
+                                                      tmp_path: Path) -> None:
     private = Registry(tmp_path / "private-registry", login=("puller", "s3cret"))
     private.start()
     agent = ClusterAgent(devenv, tmp_path, apiserver)
+    image = None
     try:
         image = private.copy_image(devenv.busybox, "team/busybox", "1")
         apiserver.create(_secret("regcred", private.host, "puller", "s3cret"))
@@ -72,3 +75,10 @@ async def test_private_registry_needs_the_pull_secret(devenv: DevEnv, apiserver,
         agent.stop()
         private.stop()
         devenv.reset(tmp_path)
+        if image is not None:
+            # The private name is devenv.busybox's image under a second name, and
+            # containerd reports a container's image by the image's first name:
+            # later tests would see this one. RemoveImage drops every name, so
+            # busybox is pulled back.
+            await cri.remove_image(image)
+            await cri.pull_image(devenv.busybox)
