@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -133,29 +133,62 @@ def get_pods(base: str) -> list[dict]:
 
 
 class PodsReader:
-    """GET /pods over one keep-alive connection, as a polling client would:
-    a new TCP connection per read costs the agent about 1 ms of CPU, which at
-    a read every 5 ms competes with the runtime for the 2 CPUs being measured.
-    An unchanged body is not decoded again, for the same reason.
-    One reader per polling loop (http.client connections are not shared)."""
+    """GET /pods over one keep-alive connection, as a polling client would,
+    with the least CPU this side can spend: a read every 5 ms competes with
+    the runtime for the 2 CPUs being measured. A new TCP connection per read
+    cost the agent about 1 ms of CPU; http.client cost this process ~260 us
+    a read (a plain socket and the response's Content-Length: ~80 us). An
+    unchanged body is not decoded again. One reader per polling loop."""
+
+    REQUEST = b"GET /pods HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n"
 
     def __init__(self, port: int) -> None:
-        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self._port = port
+        self._sock: socket.socket | None = None
+        self._buffer = b""
         self._last: tuple[bytes, list[dict]] | None = None
 
     def get(self) -> list[dict]:
         try:
-            self._conn.request("GET", "/pods")
-            body = self._conn.getresponse().read()
-        except (OSError, http.client.HTTPException):
-            self._conn.close()  # reconnects on the next read
+            body = self._exchange()
+        except (OSError, ValueError):
+            self.close()  # reconnects on the next read
             raise
         if self._last is None or self._last[0] != body:
             self._last = (body, json.loads(body)["items"])
         return self._last[1]
 
+    def _exchange(self) -> bytes:
+        if self._sock is None:
+            self._sock = socket.create_connection(("127.0.0.1", self._port), timeout=10)
+            self._buffer = b""
+        self._sock.sendall(self.REQUEST)
+        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
+            self._recv()
+        head, self._buffer = self._buffer[:end].decode("latin-1"), self._buffer[end + 4:]
+        status, *fields = head.split("\r\n")
+        if status.split(" ", 2)[1:2] != ["200"]:
+            raise ValueError(f"/pods answered {status!r}")
+        length = next((int(f.split(":", 1)[1]) for f in fields
+                       if f.lower().startswith("content-length:")), None)
+        if length is None:
+            raise ValueError("/pods answered without a Content-Length")
+        while len(self._buffer) < length:
+            self._recv()
+        body, self._buffer = self._buffer[:length], self._buffer[length:]
+        return body
+
+    def _recv(self) -> None:
+        assert self._sock is not None
+        chunk = self._sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionResetError("the agent closed the connection")
+        self._buffer += chunk
+
     def close(self) -> None:
-        self._conn.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 class Agent:
